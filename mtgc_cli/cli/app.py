@@ -1,0 +1,93 @@
+"""The Typer app: registers the commands and turns errors into one line and an exit code.
+
+Library code raises :class:`~mtgc_cli.errors.MtgcError`; here, at the edge, it becomes
+``mtgc: error: <message>`` on stderr with exit code 2 (bad input) or 1 (a failure during a run).
+Click's own usage errors get the same one-line form. ``--debug`` (or ``MTGC_DEBUG=1``) shows
+the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from mtgc_cli import __version__
+from mtgc_cli.errors import MtgcError
+
+
+def _debug_requested(args: list[str]) -> bool:
+    return "--debug" in args or os.environ.get("MTGC_DEBUG", "") not in ("", "0")
+
+
+def fail(message: str, code: int) -> None:
+    # typer.echo, not Rich: Rich would wrap a long message over several lines.
+    typer.echo(f"mtgc: error: {message}", err=True)
+    sys.exit(code)
+
+
+class OneLineErrors(TyperGroup):
+    def main(self, args: list[str] | None = None, *rest: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        argv = list(sys.argv[1:] if args is None else args)
+        kwargs["standalone_mode"] = False
+        try:
+            result = super().main(argv, *rest, **kwargs)
+        except typer.Exit as exc:
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            fail("aborted", 130)
+        except typer.TyperException as exc:  # Typer's usage errors (bad option value, unknown option)
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                typer.echo(exc.format_message(), err=True)
+                sys.exit(0)
+            if _debug_requested(argv):
+                raise
+            fail(exc.format_message().replace("\n", " "), exc.exit_code)
+        except MtgcError as exc:
+            if _debug_requested(argv):
+                raise
+            fail(str(exc).replace("\n", " "), exc.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+app = typer.Typer(
+    cls=OneLineErrors,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+    help="mtgc: train, evaluate and compare goal-conditioned and multi-task RL agents.",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mtgc {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """mtgc: train, evaluate and compare goal-conditioned and multi-task RL agents."""
+
+
+def _register() -> None:
+    # Imported here so each command module can import `app` without a cycle.
+    from mtgc_cli.cli import compare, evaluate, presets, train  # noqa: F401
+
+
+_register()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,37 @@
+"""`mtgc compare`: relabel strategies x seeds for one preset, in parallel, with a summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mtgc_cli.cli import options
+from mtgc_cli.cli.app import app
+from mtgc_cli.console import compare_table, stderr, stdout
+
+
+@app.command()
+def compare(
+    preset: options.Preset,
+    strategies: Annotated[
+        str, typer.Option(help="Comma-separated: none,final,future,episode,random-task,future+best-task, ...")
+    ] = "none,future",
+    seeds: Annotated[int, typer.Option(help="Seeds per strategy (the preset's seed, +1, ...).")] = 3,
+    workers: Annotated[int, typer.Option(help="Runs in parallel, one torch thread each.")] = 2,
+    name: Annotated[
+        str | None, typer.Option(help="Folder under runs/compare/ (default: the preset name).")
+    ] = None,
+    timesteps: options.Timesteps = None,
+    sets: options.Sets = None,
+    runs_dir: options.RunsDir = Path("runs"),
+) -> None:
+    """Compare relabel strategies across seeds: table, compare.json, compare.csv, curves.png."""
+    from mtgc_cli.comparison import compare as run_compare
+
+    names = [s.strip() for s in strategies.split(",") if s.strip()]
+    stderr.print(f"[bold]mtgc compare[/] {preset}: {', '.join(names)} x {seeds} seeds, {workers} workers")
+    folder, rows, wall = run_compare(preset, names, seeds, workers, runs_dir, name, timesteps, sets or [])
+    stdout.print(compare_table(f"{preset}: final eval success over seeds ({wall:.0f} s wall)", rows))
+    stdout.print(f"written: {folder}/compare.json, compare.csv, curves.png")

@@ -1,0 +1,21 @@
+"""Options shared by several commands, declared once as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+Preset = Annotated[
+    str, typer.Option("--preset", "-p", help="A shipped preset name (see `mtgc presets`) or a YAML path.")
+]
+Timesteps = Annotated[int | None, typer.Option("--timesteps", help="Override train.timesteps (env steps).")]
+Seed = Annotated[int | None, typer.Option("--seed", help="Override train.seed.")]
+Sets = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set", help="Override any preset key, type-checked: --set algo.batch_size=512 (repeatable)."
+    ),
+]
+RunsDir = Annotated[Path, typer.Option("--runs-dir", help="Where run folders are written.")]

@@ -1,0 +1,1 @@
+"""Envs: the builder (``factory``), wrappers, registration, and mtgc's own multi-task envs."""

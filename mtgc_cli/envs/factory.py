@@ -1,0 +1,187 @@
+"""Builds vectorised envs from a preset's ``env`` section.
+
+One function turns an :class:`~mtgc_cli.presets.EnvConfig` into a SB3 ``VecEnv``: single-task goal
+envs, multi-task envs (named tasks of one scene, or separate envs switched per episode) with the
+task one-hot, success reporting, episode statistics and optional observation normalisation.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import inspect
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.envs.registration import load_env_creator
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
+
+from mtgc_cli.envs.registry import register_envs
+from mtgc_cli.envs.wrappers import DictObservation, SuccessInfo, TaskOneHot
+from mtgc_cli.errors import UsageError
+from mtgc_cli.presets import EnvConfig
+
+TASK_KEY = "task"
+
+
+class GoalDistanceInfo(gym.Wrapper):
+    """Puts ``info["goal_distance"]`` = ||achieved_goal - desired_goal|| from the raw observation.
+
+    Evaluation reads it at an episode's end; computed here, below any normalisation, so the
+    distance is in the env's own units.
+    """
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if isinstance(obs, dict) and "achieved_goal" in obs and "desired_goal" in obs:
+            diff = np.asarray(obs["achieved_goal"], dtype=np.float64) - np.asarray(obs["desired_goal"])
+            info["goal_distance"] = float(np.linalg.norm(diff))
+        return obs, reward, terminated, truncated, info
+
+
+def check_env_id(env_id: str) -> None:
+    register_envs(env_id)
+    if env_id not in gym.registry:
+        ids = list(gym.registry)
+        close = difflib.get_close_matches(env_id, ids, n=1, cutoff=0.6)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise UsageError(
+            f"unknown env id '{env_id}'{hint}; valid: registered gymnasium ids such as FetchReach-v4, "
+            'FetchPush-v4, mtgc/BitFlipping-v0, mtgc/PointTasks-v0 (`python -c "import gymnasium; '
+            'gymnasium.pprint_registry()"` lists them)'
+        )
+
+
+def _reward_kwargs(env_id: str, reward_type: str | None) -> dict[str, str]:
+    """``reward_type`` is passed to envs whose constructor takes it (Fetch, mtgc's own)."""
+    if reward_type is None:
+        return {}
+    entry = gym.spec(env_id).entry_point
+    creator = load_env_creator(entry) if isinstance(entry, str) else entry
+    if "reward_type" in inspect.signature(creator).parameters:
+        return {"reward_type": reward_type}
+    raise UsageError(
+        f"env.reward_type: {env_id} has no reward_type argument, so mtgc cannot switch it to "
+        f"'{reward_type}'; leave reward_type unset to use the env's own reward"
+    )
+
+
+def _make(env_id: str, kwargs: dict[str, Any]) -> gym.Env:
+    with warnings.catch_warnings():
+        # gymnasium's passive checker warns about goal envs' float64 boxes; not the user's concern.
+        warnings.simplefilter("ignore")
+        try:
+            return gym.make(env_id, **kwargs)
+        except TypeError as exc:
+            raise UsageError(f"{env_id} rejected env.kwargs {sorted(kwargs)}: {exc}") from exc
+
+
+def _base_env(cfg: EnvConfig, task: int | None) -> gym.Env:
+    """The env before mtgc's wrappers: one env, or a multi-task env with a fixed or sampled task."""
+    if cfg.tasks is None:
+        assert cfg.id is not None
+        return _make(cfg.id, {**cfg.kwargs, **_reward_kwargs(cfg.id, cfg.reward_type)})
+    if cfg.tasks[0].id is None:
+        # Named tasks of one scene: the env samples its task at each reset unless one is fixed.
+        assert cfg.id is not None
+        kwargs = {
+            **cfg.kwargs,
+            **_reward_kwargs(cfg.id, cfg.reward_type),
+            "tasks": cfg.task_labels,
+            "task": task,
+        }
+        env = _make(cfg.id, kwargs)
+        if not hasattr(env.unwrapped, "task_names"):
+            raise UsageError(f"env.tasks: {cfg.id} is not a multi-task env; give each task an 'id' instead")
+        return env
+    from mtgc_cli.envs.task_switch import TaskSwitchEnv
+
+    env_fns: list[Callable[[], gym.Env]] = []
+    for spec in cfg.tasks:
+        assert spec.id is not None
+        kwargs = {**cfg.kwargs, **spec.kwargs, **_reward_kwargs(spec.id, cfg.reward_type)}
+        env_fns.append(functools.partial(_make, spec.id, kwargs))
+    try:
+        return TaskSwitchEnv(env_fns, task_names=cfg.task_labels, task=task)
+    except ValueError as exc:
+        raise UsageError(f"env.tasks: {exc}") from exc
+
+
+def make_env(cfg: EnvConfig, task: int | None = None) -> gym.Env:
+    """One env with mtgc's wrappers (task one-hot, success key, goal distance, episode stats)."""
+    register_envs(*(i for i in [cfg.id, *(t.id for t in cfg.tasks or [])] if i))
+    env = _base_env(cfg, task)
+    if cfg.success_key != "is_success":
+        env = SuccessInfo(env, key=cfg.success_key)
+    if cfg.tasks is not None:
+        if isinstance(env.observation_space, spaces.Box):
+            # The multi-task replay buffer keeps the task id under its own Dict key.
+            env = DictObservation(env)
+        env = TaskOneHot(env, n_tasks=len(cfg.tasks), key=TASK_KEY)
+    env = GoalDistanceInfo(env)
+    return Monitor(env, info_keywords=())
+
+
+def make_vec_env(cfg: EnvConfig, *, seed: int, slot_tasks: Sequence[int | None] | None = None) -> VecEnv:
+    """``cfg.n_envs`` envs (or one per entry of ``slot_tasks``, each with that task fixed)."""
+    if slot_tasks is None:
+        if cfg.tasks is not None and cfg.task_sampling == "per-slot":
+            slot_tasks = [i % len(cfg.tasks) for i in range(cfg.n_envs)]
+        else:
+            slot_tasks = [None] * cfg.n_envs
+    fns = [functools.partial(make_env, cfg, task) for task in slot_tasks]
+    # Build one env here first so bad ids and kwargs fail with a clear message in this process.
+    make_env(cfg, slot_tasks[0]).close()
+    vec: VecEnv
+    if cfg.vec_env == "subproc" and len(fns) > 1:
+        vec = SubprocVecEnv(fns, start_method="forkserver")
+    else:
+        vec = DummyVecEnv(fns)
+    vec.seed(seed)
+    return vec
+
+
+def normalize(vec: VecEnv, cfg: EnvConfig, *, training: bool, stats: Path | None = None) -> VecEnv:
+    """Wrap in ``VecNormalize`` (observations only) when the preset asks; load saved statistics."""
+    if not cfg.normalize:
+        return vec
+    if stats is not None:
+        if not stats.is_file():
+            raise UsageError(f"normalisation statistics '{stats}' are missing; the run folder is incomplete")
+        try:
+            loaded = VecNormalize.load(str(stats), vec)
+        except Exception as exc:
+            raise UsageError(f"normalisation statistics '{stats}' are unreadable: {exc}") from exc
+        loaded.training = training
+        loaded.norm_reward = False
+        return loaded
+    keys = None
+    if isinstance(vec.observation_space, spaces.Dict):
+        # The one-hot task id and binary observations are already on a unit scale.
+        keys = [
+            key
+            for key, space in vec.observation_space.spaces.items()
+            if key != TASK_KEY and isinstance(space, spaces.Box)
+        ]
+    return VecNormalize(
+        vec,
+        training=training,
+        norm_obs=True,
+        norm_reward=False,
+        clip_obs=cfg.normalize_clip,
+        norm_obs_keys=keys,
+    )
+
+
+def base_attr(vec: VecEnv, name: str) -> Any:
+    """An attribute of the first sub-env, looked up through its wrappers (None when absent)."""
+    try:
+        return vec.get_attr(name, indices=[0])[0]
+    except AttributeError:
+        return None

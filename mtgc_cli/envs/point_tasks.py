@@ -1,0 +1,169 @@
+"""A cheap numpy-only multi-task env: a point in the plane that must reach one of several targets.
+
+All tasks share the dynamics and differ only in the target, so transitions collected for one task
+can be relabeled with any other task's reward (``shares_dynamics = True``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+__all__ = ["PointTasksEnv"]
+
+_COMPASS_NAMES = ("east", "north", "west", "south")
+
+
+def _distance(pos: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Euclidean distance over the last axis: (..., 2), (..., 2) -> (...).
+
+    ``step`` and ``task_reward`` both go through this one function so that the relabeled reward
+    is bit-identical to the one the env returned.
+    """
+    return np.sqrt(np.sum(np.square(pos - target), axis=-1))
+
+
+class PointTasksEnv(gym.Env):
+    """Move a point in ``[-1, 1]^2`` to the target of the current task.
+
+    - Action: ``Box(-1, 1, (2,), float32)``; ``pos' = clip(pos + step_size * clip(a, -1, 1), -1, 1)``.
+    - Observation: ``Dict({"observation": Box(-1, 1, (2,), float32)})``, the position only; the task
+      is not in the observation (wrap with ``TaskOneHot`` to show it to the policy).
+    - Tasks: ``n_tasks`` targets evenly spaced on a circle of radius ``radius``, task ``k`` at angle
+      ``2 pi k / n_tasks`` (for 4 tasks: east, north, west, south).
+    - Reward for task ``k`` with ``d = ||pos' - target_k||``: sparse ``-(d > distance_threshold)``
+      (0 or -1), dense ``-d``. ``info["is_success"] = float(d <= distance_threshold)``.
+    - Episodes never terminate (a fixed horizon keeps relabeled rewards consistent); the env
+      truncates itself after ``max_episode_steps`` steps, with or without a ``TimeLimit``.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+
+    def __init__(
+        self,
+        n_tasks: int = 4,
+        radius: float = 0.6,
+        distance_threshold: float = 0.1,
+        step_size: float = 0.1,
+        reward_type: str = "sparse",
+        task: int | None = None,
+        max_episode_steps: int = 30,
+    ) -> None:
+        """Build the env.
+
+        Args:
+            n_tasks: number of targets (>= 2).
+            radius: radius of the target circle, in (0, 1] so every target is inside the square.
+            distance_threshold: success radius around a target (> 0).
+            step_size: largest move per step along each axis (> 0).
+            reward_type: ``"sparse"`` or ``"dense"``.
+            task: a fixed task index used at every reset unless ``options["task"]`` is given;
+                ``None`` draws the task uniformly at each reset.
+            max_episode_steps: the env truncates after this many steps (>= 1).
+
+        Raises:
+            ValueError: any argument out of range.
+        """
+        if int(n_tasks) != n_tasks or n_tasks < 2:
+            raise ValueError(f"n_tasks must be an integer >= 2, got {n_tasks}")
+        if not 0.0 < radius <= 1.0:
+            raise ValueError(f"radius must be in (0, 1] so the targets lie in [-1, 1]^2, got {radius}")
+        if distance_threshold <= 0.0:
+            raise ValueError(f"distance_threshold must be > 0, got {distance_threshold}")
+        if step_size <= 0.0:
+            raise ValueError(f"step_size must be > 0, got {step_size}")
+        if reward_type not in ("sparse", "dense"):
+            raise ValueError(f"reward_type must be 'sparse' or 'dense', got {reward_type!r}")
+        if int(max_episode_steps) != max_episode_steps or max_episode_steps < 1:
+            raise ValueError(f"max_episode_steps must be an integer >= 1, got {max_episode_steps}")
+        n_tasks = int(n_tasks)
+        if task is not None and not 0 <= task < n_tasks:
+            raise ValueError(f"task must be None or in [0, {n_tasks}), got {task}")
+
+        self.n_tasks = n_tasks
+        self.radius = float(radius)
+        self.distance_threshold = float(distance_threshold)
+        self.step_size = float(step_size)
+        self.reward_type = reward_type
+        self.fixed_task = task
+        self.max_episode_steps = int(max_episode_steps)
+
+        self.task_names: tuple[str, ...] = (
+            _COMPASS_NAMES if n_tasks == 4 else tuple(f"target-{k}" for k in range(n_tasks))
+        )
+        self.shares_dynamics: bool = True
+        self.task: int = 0 if task is None else int(task)
+
+        angles = 2.0 * np.pi * np.arange(n_tasks) / n_tasks
+        # (n_tasks, 2) float32, the same dtype as the observation so distances are computed alike.
+        self.targets: np.ndarray = (self.radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)).astype(
+            np.float32
+        )
+
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        self.observation_space = spaces.Dict(
+            {"observation": spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)}
+        )
+
+        self._pos: np.ndarray | None = None
+        self._elapsed = 0
+
+    def _reward_and_success(self, pos: np.ndarray) -> tuple[float, float]:
+        """Reward and success of position (2,) under the current task."""
+        d = _distance(pos, self.targets[self.task])
+        success = (d <= self.distance_threshold).astype(np.float32)
+        # success - 1 is the sparse -(d > eps) without the -0.0 that negating False gives.
+        reward = -d if self.reward_type == "dense" else success - 1.0
+        return float(reward), float(success)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Pick the task and put the point uniformly in ``[-0.1, 0.1]^2``.
+
+        The task is ``options["task"]`` if given, else the constructor's ``task``, else uniform.
+        """
+        super().reset(seed=seed)
+        if options is not None and options.get("task") is not None:
+            task = int(options["task"])
+            if not 0 <= task < self.n_tasks:
+                raise ValueError(f"options['task'] must be in [0, {self.n_tasks}), got {task}")
+            self.task = task
+        elif self.fixed_task is not None:
+            self.task = self.fixed_task
+        else:
+            self.task = int(self.np_random.integers(self.n_tasks))
+        self._pos = self.np_random.uniform(-0.1, 0.1, size=2).astype(np.float32)
+        self._elapsed = 0
+        return {"observation": self._pos.copy()}, {"task": self.task}
+
+    def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        """Move the point; reward and success are those of the current task at the new position."""
+        if self._pos is None:
+            raise RuntimeError("PointTasksEnv.step() called before reset().")
+        move = self.step_size * np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
+        self._pos = np.clip(self._pos + move, -1.0, 1.0).astype(np.float32, copy=False)
+        self._elapsed += 1
+        reward, success = self._reward_and_success(self._pos)
+        truncated = self._elapsed >= self.max_episode_steps
+        info = {"task": self.task, "is_success": success}
+        return {"observation": self._pos.copy()}, reward, False, truncated, info
+
+    def task_reward(self, task: np.ndarray, next_obs: dict[str, np.ndarray]) -> np.ndarray:
+        """Rewards that ``step`` would have given under other tasks, for a batch of next observations.
+
+        Args:
+            task: (B,) int task indices.
+            next_obs: ``{"observation": (B, 2)}`` raw positions after the step.
+
+        Returns:
+            (B,) float32 rewards: sparse ``-(d > distance_threshold)`` or dense ``-d``.
+        """
+        pos = np.asarray(next_obs["observation"], dtype=np.float32)
+        d = _distance(pos, self.targets[np.asarray(task, dtype=np.int64)])
+        if self.reward_type == "dense":
+            return (-d).astype(np.float32)
+        return (d <= self.distance_threshold).astype(np.float32) - np.float32(1.0)

@@ -1,0 +1,201 @@
+"""Observation and info wrappers that adapt envs to mtgc's multi-task protocol.
+
+Every wrapper here builds its new observation space once in ``__init__`` and subclasses
+``gym.utils.RecordConstructorArgs``, so it is recorded in ``env.spec`` and ``gym.make(env.spec)``
+rebuilds the same stack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+__all__ = ["DictObservation", "GoalObservation", "SuccessInfo", "TaskOneHot"]
+
+
+class TaskOneHot(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+    """Append a one-hot encoding of the current task to the observation.
+
+    The task index is read from ``info["task"]`` on every ``reset`` and ``step``, so the wrapped
+    env decides which task is active and this wrapper only makes it visible to the policy.
+
+    - ``Dict`` observation space: a key ``key`` is added with ``Box(0, 1, (n_tasks,), float32)``.
+    - 1-D ``Box`` observation space: the one-hot is concatenated at the end; the result is a float32
+      ``Box`` of shape ``(obs_dim + n_tasks,)`` with bounds extended by 0 and 1.
+    """
+
+    def __init__(self, env: gym.Env, n_tasks: int, key: str = "task") -> None:
+        """Wrap ``env``.
+
+        Args:
+            env: an env whose ``info`` carries an int ``"task"`` in ``[0, n_tasks)``.
+            n_tasks: length of the one-hot vector.
+            key: the Dict key to add (ignored for Box observation spaces).
+
+        Raises:
+            ValueError: ``n_tasks < 1``, or ``key`` is already in a Dict observation space.
+            TypeError: the observation space is neither a Dict nor a 1-D Box.
+        """
+        gym.utils.RecordConstructorArgs.__init__(self, n_tasks=n_tasks, key=key)
+        gym.ObservationWrapper.__init__(self, env)
+        if n_tasks < 1:
+            raise ValueError(f"n_tasks must be >= 1, got {n_tasks}")
+        self.n_tasks = n_tasks
+        self.key = key
+        self._task: int | None = None
+        # One preallocated one-hot per task: observation() only has to pick a row (copied on use).
+        self._one_hots = np.eye(n_tasks, dtype=np.float32)
+
+        task_space = spaces.Box(0.0, 1.0, shape=(n_tasks,), dtype=np.float32)
+        obs_space = env.observation_space
+        if isinstance(obs_space, spaces.Dict):
+            if key in obs_space.spaces:
+                raise ValueError(f"The key {key!r} already exists in the observation space {obs_space}.")
+            self.observation_space = spaces.Dict(
+                {**obs_space.spaces, key: task_space}, sort_keys=obs_space.sort_keys
+            )
+            self._is_dict = True
+        elif isinstance(obs_space, spaces.Box) and len(obs_space.shape) == 1:
+            self.observation_space = spaces.Box(
+                low=np.concatenate([obs_space.low.astype(np.float32), np.zeros(n_tasks, np.float32)]),
+                high=np.concatenate([obs_space.high.astype(np.float32), np.ones(n_tasks, np.float32)]),
+                dtype=np.float32,
+            )
+            self._is_dict = False
+        else:
+            raise TypeError(
+                f"TaskOneHot supports a Dict or a 1-D Box observation space, got {obs_space}; "
+                "wrap a Box env in DictObservation or flatten it first."
+            )
+
+    def _read_task(self, info: dict[str, Any]) -> int:
+        """Return the validated task index from ``info``."""
+        if "task" not in info:
+            raise KeyError(
+                "TaskOneHot needs info['task'] from the wrapped env on every reset and step, "
+                f"but the info has only the keys {sorted(info)}."
+            )
+        task = int(info["task"])
+        if not 0 <= task < self.n_tasks:
+            raise ValueError(f"info['task'] = {task} is outside [0, {self.n_tasks}) for this TaskOneHot.")
+        return task
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        """Reset the wrapped env and append the task it chose."""
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._task = self._read_task(info)
+        return self.observation(obs), info
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Step the wrapped env and append the current task (read again: an env may switch tasks)."""
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._task = self._read_task(info)
+        return self.observation(obs), reward, terminated, truncated, info
+
+    def observation(self, observation: Any) -> Any:
+        """Add the one-hot (n_tasks,) float32 to a dict observation, or concatenate it to a vector."""
+        if self._task is None:
+            raise RuntimeError("TaskOneHot.observation() called before reset().")
+        one_hot = self._one_hots[self._task].copy()
+        if self._is_dict:
+            return {**observation, self.key: one_hot}
+        return np.concatenate([np.asarray(observation, dtype=np.float32), one_hot])
+
+
+class GoalObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+    """Flatten chosen keys of a Dict observation into one float32 vector.
+
+    This lets a policy without a Dict feature extractor be goal-conditioned, e.g. on
+    ``("observation", "desired_goal")``. The keys are concatenated in the order given, each
+    raveled. The wrapped env's ``compute_reward`` stays reachable through
+    ``env.get_wrapper_attr("compute_reward")``.
+    """
+
+    def __init__(self, env: gym.Env, keys: Sequence[str] = ("observation", "desired_goal")) -> None:
+        """Wrap ``env``.
+
+        Args:
+            env: an env with a Dict observation space whose ``keys`` are Box spaces.
+            keys: the keys to concatenate, in order.
+
+        Raises:
+            ValueError: the space is not a Dict, ``keys`` is empty, a key is missing or not a Box.
+        """
+        keys = tuple(keys)
+        gym.utils.RecordConstructorArgs.__init__(self, keys=keys)
+        gym.ObservationWrapper.__init__(self, env)
+        obs_space = env.observation_space
+        if not isinstance(obs_space, spaces.Dict):
+            raise ValueError(f"GoalObservation needs a Dict observation space, got {obs_space}.")
+        if not keys:
+            raise ValueError("GoalObservation needs at least one key.")
+        lows, highs = [], []
+        for k in keys:
+            if k not in obs_space.spaces:
+                raise ValueError(
+                    f"Key {k!r} is not in the observation space; available keys: {list(obs_space.spaces)}."
+                )
+            sub = obs_space.spaces[k]
+            if not isinstance(sub, spaces.Box):
+                raise ValueError(f"GoalObservation can only flatten Box spaces; key {k!r} is {sub}.")
+            lows.append(sub.low.astype(np.float32).ravel())
+            highs.append(sub.high.astype(np.float32).ravel())
+        self.keys = keys
+        self.observation_space = spaces.Box(np.concatenate(lows), np.concatenate(highs), dtype=np.float32)
+
+    def observation(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        """Return the (sum of key sizes,) float32 concatenation of ``observation[k]`` for k in keys."""
+        return np.concatenate([np.asarray(observation[k], dtype=np.float32).ravel() for k in self.keys])
+
+
+class DictObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+    """Put a Box observation under a single Dict key, so that keys (e.g. the task) can be added."""
+
+    def __init__(self, env: gym.Env, key: str = "observation") -> None:
+        """Wrap ``env``.
+
+        Raises:
+            TypeError: the observation space is not a Box.
+        """
+        gym.utils.RecordConstructorArgs.__init__(self, key=key)
+        gym.ObservationWrapper.__init__(self, env)
+        if not isinstance(env.observation_space, spaces.Box):
+            raise TypeError(f"DictObservation needs a Box observation space, got {env.observation_space}.")
+        self.key = key
+        self.observation_space = spaces.Dict({key: env.observation_space})
+
+    def observation(self, observation: np.ndarray) -> dict[str, np.ndarray]:
+        """Return ``{key: observation}``."""
+        return {self.key: observation}
+
+
+class SuccessInfo(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Copy ``info[key]`` into ``info["is_success"]`` as a float (0.0 or 1.0).
+
+    SB3's Monitor, HER and mtgc's evaluation read ``is_success``; Meta-World reports ``success``.
+    """
+
+    def __init__(self, env: gym.Env, key: str = "success") -> None:
+        """Wrap ``env``; ``key`` is the info key the env reports success under."""
+        gym.utils.RecordConstructorArgs.__init__(self, key=key)
+        gym.Wrapper.__init__(self, env)
+        self.key = key
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Step the wrapped env and add ``info["is_success"]``.
+
+        Raises:
+            KeyError: the step info has no ``key``.
+        """
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if self.key not in info:
+            raise KeyError(f"SuccessInfo expected info[{self.key!r}], but the info has keys {sorted(info)}.")
+        # Copy so that a dict the inner env keeps around is not changed behind its back.
+        info = {**info, "is_success": float(info[self.key])}
+        return obs, reward, terminated, truncated, info

@@ -1,0 +1,186 @@
+"""Deterministic evaluation episodes -> success, return, final goal distance, per task.
+
+Success is ``info["is_success"]`` at the episode's end (the Fetch convention; other success keys
+are mapped onto it by the env builder). Returns come from SB3's ``Monitor``, below any
+normalisation, so they are in the env's own units.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.vec_env import VecEnv
+
+from mtgc_cli.algos import algo_class
+from mtgc_cli.envs.factory import make_vec_env, normalize
+from mtgc_cli.errors import UsageError
+from mtgc_cli.presets import RunConfig
+from mtgc_cli.runs import SavedRun, open_run
+
+MAX_EVAL_SLOTS = 10
+
+
+@dataclass(frozen=True)
+class Episode:
+    task: int
+    success: float
+    ret: float
+    length: int
+    distance: float | None
+
+
+@dataclass(frozen=True)
+class Row:
+    """Results over a set of episodes (one task, or the mean over tasks)."""
+
+    name: str
+    episodes: int
+    success: float
+    success_low: float
+    success_high: float
+    mean_return: float
+    mean_distance: float | None
+    mean_length: float
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    rows: list[Row]  # one per task (a single row for a single-task env)
+    overall: Row  # the mean over tasks (the only row for a single-task env)
+
+    @property
+    def success(self) -> float:
+        return self.overall.success
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"overall": asdict(self.overall), "tasks": [asdict(row) for row in self.rows]}
+
+
+def wilson_interval(successes: float, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval for a success rate; sound at 0 and 1, unlike the normal one."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def slot_plan(n_tasks: int, episodes_per_task: int) -> tuple[list[int | None], list[int]]:
+    """Eval slots (fixed task per slot for multi-task envs) and how many episodes each runs.
+
+    Several slots step in one batch so the policy runs once per step for all of them; each slot
+    counts only its first episodes so the result does not favour short episodes.
+    """
+    if n_tasks <= 1:
+        slots = min(episodes_per_task, MAX_EVAL_SLOTS)
+        return [None] * slots, [(episodes_per_task + i) // slots for i in range(slots)]
+    per_task = max(1, min(episodes_per_task, MAX_EVAL_SLOTS // n_tasks))
+    tasks: list[int | None] = []
+    counts: list[int] = []
+    for task in range(n_tasks):
+        for i in range(per_task):
+            tasks.append(task)
+            counts.append((episodes_per_task + i) // per_task)
+    return tasks, counts
+
+
+def make_eval_env(
+    config: RunConfig, episodes_per_task: int, seed: int, stats: Path | None = None
+) -> tuple[VecEnv, list[int]]:
+    n_tasks = len(config.env.task_labels)
+    slot_tasks, counts = slot_plan(n_tasks, episodes_per_task)
+    env = make_vec_env(config.env.model_copy(update={"vec_env": "dummy"}), seed=seed, slot_tasks=slot_tasks)
+    return normalize(env, config.env, training=False, stats=stats), counts
+
+
+def run_episodes(
+    model: BaseAlgorithm, env: VecEnv, counts: list[int], deterministic: bool = True
+) -> list[Episode]:
+    targets = np.asarray(counts)
+    done_counts = np.zeros_like(targets)
+    episodes: list[Episode] = []
+    obs = env.reset()
+    while (done_counts < targets).any():
+        actions, _ = model.predict(obs, deterministic=deterministic)  # type: ignore[arg-type]
+        obs, _, dones, infos = env.step(actions)
+        for slot in np.flatnonzero(dones):
+            if done_counts[slot] >= targets[slot]:
+                continue
+            info = infos[slot]
+            episodes.append(
+                Episode(
+                    task=int(info.get("task", 0)),
+                    success=float(info.get("is_success", 0.0)),
+                    ret=float(info["episode"]["r"]),
+                    length=int(info["episode"]["l"]),
+                    distance=info.get("goal_distance"),
+                )
+            )
+            done_counts[slot] += 1
+    return episodes
+
+
+def summarise(name: str, episodes: list[Episode]) -> Row:
+    n = len(episodes)
+    successes = sum(e.success for e in episodes)
+    low, high = wilson_interval(successes, n)
+    distances = [e.distance for e in episodes if e.distance is not None]
+    return Row(
+        name=name,
+        episodes=n,
+        success=successes / n if n else 0.0,
+        success_low=low,
+        success_high=high,
+        mean_return=float(np.mean([e.ret for e in episodes])) if n else 0.0,
+        mean_distance=float(np.mean(distances)) if distances else None,
+        mean_length=float(np.mean([e.length for e in episodes])) if n else 0.0,
+    )
+
+
+def evaluate(model: BaseAlgorithm, env: VecEnv, counts: list[int], task_names: list[str]) -> EvalResult:
+    episodes = run_episodes(model, env, counts)
+    if not task_names:
+        row = summarise("all", episodes)
+        return EvalResult(rows=[row], overall=row)
+    rows = [summarise(name, [e for e in episodes if e.task == i]) for i, name in enumerate(task_names)]
+    # Every task runs the same number of episodes, so the pooled rate is the mean over tasks and
+    # its Wilson interval the interval of that mean.
+    pooled = summarise("mean over tasks", episodes)
+    overall = Row(
+        **{**asdict(pooled), "success": float(np.mean([row.success for row in rows]))},
+    )
+    return EvalResult(rows=rows, overall=overall)
+
+
+@dataclass
+class LoadedModel:
+    saved: SavedRun
+    model: BaseAlgorithm
+    env: VecEnv
+    counts: list[int]
+
+
+def load_for_eval(target: Path, episodes_per_task: int, seed: int) -> LoadedModel:
+    """A saved model with its config and normalisation statistics, on fresh eval envs."""
+    saved = open_run(target)
+    config = saved.config
+    env, counts = make_eval_env(
+        config, episodes_per_task, seed, stats=saved.stats if config.env.normalize else None
+    )
+    try:
+        # HER-style buffers need the env at load time; a 1-slot buffer, since eval never trains.
+        model = algo_class(config.algo.name).load(saved.model, env=env, device="cpu", buffer_size=1)
+    except Exception as exc:
+        env.close()
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(
+            f"{saved.model}: not a loadable {config.algo.name} model (corrupt or wrong file): {detail}"
+        ) from exc
+    return LoadedModel(saved=saved, model=model, env=env, counts=counts)

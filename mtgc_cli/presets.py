@@ -1,0 +1,365 @@
+"""Presets: the typed schema of a run, loading YAML by name or path, and command-line overrides.
+
+A preset is data. It is parsed with ``yaml.safe_load`` into :class:`RunConfig`; each section is
+handed to what it configures (``env`` to the env builder, ``algo`` to the SB3 class, ``relabel``
+to the replay buffer, ``train`` to the training loop). Unknown keys are rejected with the closest
+valid name, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterable, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mtgc_cli.errors import UsageError
+
+GOAL_STRATEGIES = ("none", "final", "future", "episode")
+TASK_RELABELS = ("none", "random", "best")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TaskConfig(_Section):
+    """One task of a multi-task env.
+
+    Either ``id`` (a separate gymnasium env: tasks with their own dynamics) or ``name`` (a task of
+    the env named by ``env.id``, which shares one scene and its dynamics across tasks).
+    """
+
+    name: str | None = None
+    id: str | None = None
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _name_or_id(self) -> TaskConfig:
+        if self.name is None and self.id is None:
+            raise ValueError("a task needs a 'name' (a task of env.id) or an 'id' (an env of its own)")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or str(self.id)
+
+
+class EnvConfig(_Section):
+    # The env, or for named tasks the env that holds them; omitted when every task has its own id.
+    id: str | None = None
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    # None keeps the env's own reward; sparse is -(d > eps), dense is -d.
+    reward_type: Literal["sparse", "dense"] | None = None
+    n_envs: int = Field(1, ge=1)
+    vec_env: Literal["dummy", "subproc"] = "dummy"
+    normalize: bool = False
+    normalize_clip: float = Field(5.0, gt=0)
+    # The info key that reports success at an episode's end (Meta-World uses "success").
+    success_key: str = "is_success"
+    tasks: list[TaskConfig] | None = None
+    task_sampling: Literal["uniform", "per-slot"] = "uniform"
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _task_shorthand(cls, value: Any) -> Any:
+        # "tasks: [reach, push]" is shorthand for named tasks of env.id.
+        if isinstance(value, list):
+            return [{"name": item} if isinstance(item, str) else item for item in value]
+        return value
+
+    @model_validator(mode="after")
+    def _tasks_consistent(self) -> EnvConfig:
+        if (self.tasks is None or self.tasks[0].id is None) and self.id is None:
+            raise ValueError("env.id is required (unless every entry of env.tasks has its own id)")
+        if self.tasks is not None:
+            if len(self.tasks) < 2:
+                raise ValueError("env.tasks needs at least two tasks")
+            kinds = {task.id is not None for task in self.tasks}
+            if len(kinds) > 1:
+                raise ValueError("env.tasks must all be env ids or all be task names, not a mix")
+            if any(task.kwargs and task.id is None for task in self.tasks):
+                raise ValueError("env.tasks: per-task kwargs apply to tasks given by id; use env.kwargs")
+            labels = [task.label for task in self.tasks]
+            if len(set(labels)) != len(labels):
+                raise ValueError(f"env.tasks has duplicate names: {labels}")
+        return self
+
+    @property
+    def is_multitask(self) -> bool:
+        return self.tasks is not None
+
+    @property
+    def task_labels(self) -> list[str]:
+        return [task.label for task in self.tasks or []]
+
+    @property
+    def label(self) -> str:
+        """What the env is, for tables: its id, or the task envs' ids."""
+        if self.id is not None:
+            return self.id
+        return " + ".join(str(task.id) for task in self.tasks or [])
+
+
+class AlgoConfig(BaseModel):
+    """The algorithm and its stable-baselines3 keyword arguments.
+
+    Every key other than ``name`` and ``noise_std`` is passed to the SB3 class unchanged; they
+    are checked against the class's signature when the preset loads (see ``algos.py``).
+    """
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    name: Literal["sac", "td3", "ddpg", "tqc", "dqn"]
+    # Gaussian action noise for TD3/DDPG (a numpy object can't be written in YAML).
+    noise_std: float | None = Field(None, ge=0)
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class RelabelConfig(_Section):
+    strategy: Literal["none", "final", "future", "episode"] = "none"
+    n_sampled_goal: int = Field(4, ge=1)
+    # Cross-task relabeling (multi-task envs with shared dynamics only).
+    task: Literal["none", "random", "best"] = "none"
+    task_fraction: float = Field(0.5, ge=0.0, le=1.0)
+    sampling: Literal["stratified", "uniform"] = "stratified"
+
+    @property
+    def label(self) -> str:
+        """The compare-grid name of this choice, e.g. ``future+best-task``."""
+        parts = [] if self.strategy == "none" and self.task != "none" else [self.strategy]
+        if self.task != "none":
+            parts.append(f"{self.task}-task")
+        return "+".join(parts)
+
+
+class TrainConfig(_Section):
+    timesteps: int = Field(gt=0)
+    seed: int = 0
+    eval_every: int = Field(gt=0)
+    eval_episodes: int = Field(gt=0)
+    checkpoint_every: int | None = Field(None, gt=0)
+    learning_test: bool = False
+
+
+class RunConfig(_Section):
+    name: str
+    description: str = ""
+    env: EnvConfig
+    algo: AlgoConfig
+    relabel: RelabelConfig = Field(default_factory=RelabelConfig)
+    train: TrainConfig
+
+    @model_validator(mode="after")
+    def _relabel_fits_env(self) -> RunConfig:
+        if self.relabel.task != "none" and not self.env.is_multitask:
+            raise ValueError("relabel.task needs a multi-task env (env.tasks)")
+        return self
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json", exclude_none=False), sort_keys=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding presets
+
+
+def preset_dirs() -> list[Path]:
+    """Where shipped presets live: inside an installed wheel, or the repository's ``presets/``."""
+    dirs: list[Path] = []
+    packaged = resources.files("mtgc_cli") / "_presets"
+    if packaged.is_dir():
+        dirs.append(Path(str(packaged)))
+    source = Path(__file__).resolve().parent.parent / "presets"
+    if source.is_dir():
+        dirs.append(source)
+    return dirs
+
+
+def shipped_presets() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for directory in preset_dirs():
+        for path in sorted(directory.glob("*.yaml")):
+            found.setdefault(path.stem, path)
+    return found
+
+
+def resolve_preset(name_or_path: str) -> Path:
+    """A preset name (``fetch-push``) or a path to a YAML file."""
+    looks_like_path = name_or_path.endswith((".yaml", ".yml")) or os.sep in name_or_path
+    if looks_like_path:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise UsageError(f"preset file '{name_or_path}' does not exist")
+        return path
+    presets = shipped_presets()
+    if name_or_path in presets:
+        return presets[name_or_path]
+    raise UsageError(
+        f"unknown preset '{name_or_path}'{_suggest(name_or_path, presets)}; valid: {', '.join(presets)}"
+    )
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise UsageError(f"{path}: malformed YAML{where}: {problem}") from exc
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read preset: {exc.strerror}") from exc
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: a preset must be a YAML mapping with sections env, algo, relabel, train")
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# Overrides
+
+
+def parse_assignment(text: str) -> tuple[list[str], Any]:
+    """``algo.batch_size=512`` -> (["algo", "batch_size"], 512); the value is read as YAML."""
+    if "=" not in text:
+        raise UsageError(f"--set '{text}': expected KEY=VALUE, e.g. --set algo.batch_size=512")
+    key, raw = text.split("=", 1)
+    path = [part for part in key.strip().split(".") if part]
+    if not path:
+        raise UsageError(f"--set '{text}': empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise UsageError(f"--set '{text}': value is not valid YAML") from exc
+    return path, value
+
+
+def apply_override(data: dict[str, Any], path: Sequence[str], value: Any) -> None:
+    node: Any = data
+    dotted = ".".join(path)
+    for i, part in enumerate(path[:-1]):
+        if not isinstance(node, dict):
+            parent = ".".join(path[:i])
+            raise UsageError(f"--set {dotted}: '{parent}' is not a section")
+        node = node.setdefault(part, {})
+    if not isinstance(node, dict):
+        parent = ".".join(path[:-1])
+        raise UsageError(f"--set {dotted}: '{parent}' is not a section")
+    node[path[-1]] = value
+
+
+def strategy_overrides(spec: str) -> dict[str, str]:
+    """A relabel choice as the CLI writes it: ``future``, ``random-task``, ``future+best-task``."""
+    goal = "none"
+    task = "none"
+    for part in (p.strip() for p in spec.split("+")):
+        if part in GOAL_STRATEGIES:
+            goal = part
+        elif part.endswith("-task") and part[: -len("-task")] in TASK_RELABELS[1:]:
+            task = part[: -len("-task")]
+        else:
+            valid = [*GOAL_STRATEGIES, "random-task", "best-task", "future+random-task", "future+best-task"]
+            raise UsageError(f"unknown strategy '{spec}'{_suggest(part, valid)}; valid: {', '.join(valid)}")
+    return {"strategy": goal, "task": task}
+
+
+def load(
+    name_or_path: str,
+    *,
+    timesteps: int | None = None,
+    seed: int | None = None,
+    strategy: str | None = None,
+    sets: Iterable[str] = (),
+) -> RunConfig:
+    """Read a preset, apply overrides, validate. Raises :class:`UsageError` on any bad input."""
+    path = resolve_preset(name_or_path)
+    data = read_yaml(path)
+    data.setdefault("name", path.stem)
+    data = _apply_cli_overrides(data, timesteps=timesteps, seed=seed, strategy=strategy, sets=sets)
+    return validate(data, source=str(path))
+
+
+def _apply_cli_overrides(
+    data: dict[str, Any],
+    *,
+    timesteps: int | None,
+    seed: int | None,
+    strategy: str | None,
+    sets: Iterable[str],
+) -> dict[str, Any]:
+    for text in sets:
+        path, value = parse_assignment(text)
+        apply_override(data, path, value)
+    if timesteps is not None:
+        if timesteps <= 0:
+            raise UsageError(f"--timesteps must be a positive number of env steps, got {timesteps}")
+        apply_override(data, ["train", "timesteps"], timesteps)
+    if seed is not None:
+        apply_override(data, ["train", "seed"], seed)
+    if strategy is not None:
+        for key, value in strategy_overrides(strategy).items():
+            apply_override(data, ["relabel", key], value)
+    return data
+
+
+def validate(data: dict[str, Any], source: str = "preset") -> RunConfig:
+    try:
+        config = RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise UsageError(f"{source}: {_describe(exc)}") from exc
+    # The algorithm's kwargs are checked against the SB3 class itself.
+    from mtgc_cli.algos import check_algo_kwargs
+
+    check_algo_kwargs(config.algo, source)
+    return config
+
+
+def _describe(exc: ValidationError) -> str:
+    """The first validation problem as one line, with the closest valid key for a typo."""
+    error = exc.errors()[0]
+    loc = [str(part) for part in error["loc"]]
+    where = ".".join(loc) or "preset"
+    if error["type"] == "extra_forbidden":
+        model = _model_at(loc[:-1])
+        valid = list(model.model_fields) if model else []
+        return f"unknown key '{where}'{_suggest(loc[-1], valid)}; valid keys: {', '.join(valid)}"
+    if error["type"] == "missing":
+        return f"missing key '{where}'"
+    if error["type"] == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        return f"'{where}' is {error['input']!r}; valid: {expected}"
+    return f"'{where}': {error['msg']} (got {error.get('input')!r})"
+
+
+def _model_at(loc: Sequence[str]) -> type[BaseModel] | None:
+    model: type[BaseModel] = RunConfig
+    for part in loc:
+        if part.isdigit():
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        annotation = field.annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        for candidate in candidates:
+            inner = [candidate, *getattr(candidate, "__args__", ())]
+            found = next((c for c in inner if isinstance(c, type) and issubclass(c, BaseModel)), None)
+            if found:
+                model = found
+                break
+        else:
+            return None
+    return model
+
+
+def _suggest(word: str, valid: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(valid), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""

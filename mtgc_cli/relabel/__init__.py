@@ -1,0 +1,69 @@
+"""Relabeling: which SB3 replay buffer a run uses, and checks that the env supports the choice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gymnasium import spaces
+from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
+
+from mtgc_cli.envs.factory import TASK_KEY, base_attr
+from mtgc_cli.errors import UsageError
+from mtgc_cli.presets import RunConfig
+from mtgc_cli.relabel.multitask_buffer import MultiTaskReplayBuffer
+
+__all__ = ["MultiTaskReplayBuffer", "replay_setup"]
+
+
+def _is_goal_space(space: spaces.Space) -> bool:
+    return isinstance(space, spaces.Dict) and {"achieved_goal", "desired_goal"} <= set(space.spaces)
+
+
+def replay_setup(config: RunConfig, env: VecEnv) -> tuple[type | None, dict[str, Any]]:
+    """The replay buffer class and kwargs for ``config.relabel`` on ``env``.
+
+    ``none`` on a single task keeps SB3's plain (dict) replay buffer; final/future/episode use
+    SB3's ``HerReplayBuffer``; multi-task envs use :class:`MultiTaskReplayBuffer`.
+    """
+    relabel = config.relabel
+    env_name = config.env.label
+    wants_goals = relabel.strategy != "none"
+    if wants_goals and not _is_goal_space(env.observation_space):
+        raise UsageError(
+            f"relabel.strategy '{relabel.strategy}' needs a goal env (Dict observation with achieved_goal "
+            f"and desired_goal); {env_name} has none; valid here: none"
+        )
+    if not config.env.is_multitask:
+        if not wants_goals:
+            return None, {}
+        if base_attr(env, "compute_reward") is None:
+            raise UsageError(
+                f"relabel.strategy '{relabel.strategy}' needs the env's compute_reward to recompute "
+                f"rewards; {env_name} has none; valid here: none"
+            )
+        return HerReplayBuffer, {
+            "goal_selection_strategy": relabel.strategy,
+            "n_sampled_goal": relabel.n_sampled_goal,
+        }
+
+    if base_attr(env, "task_reward") is None:
+        raise UsageError(f"{env_name} is not a multi-task env with task rewards (task_reward)")
+    if relabel.task != "none":
+        if not base_attr(env, "shares_dynamics"):
+            raise UsageError(
+                f"relabel.task '{relabel.task}': cross-task relabeling is only valid when the tasks share "
+                f"dynamics, and {env_name} are separate envs with their own dynamics; valid here: none "
+                "(goal relabeling within each task still works)"
+            )
+        if _is_goal_space(env.observation_space) and base_attr(env, "task_achieved_goal") is None:
+            raise UsageError(f"relabel.task: {env_name} cannot compute achieved goals per task")
+    return MultiTaskReplayBuffer, {
+        "n_tasks": len(config.env.task_labels),
+        "task_key": TASK_KEY,
+        "sampling": relabel.sampling,
+        "goal_strategy": relabel.strategy,
+        "n_sampled_goal": relabel.n_sampled_goal,
+        "task_relabel": relabel.task,
+        "task_fraction": relabel.task_fraction,
+    }

@@ -1,0 +1,141 @@
+"""The run folder: what a run writes, and how ``eval`` reads it back.
+
+::
+
+    runs/<preset>/<UTC time>-s<seed>/
+        config.yaml          the fully resolved RunConfig
+        command.txt          the command line that started the run
+        versions.json        python, mtgc, sb3, gymnasium, mujoco, torch
+        model.zip            the last model        vecnormalize.pkl       its statistics
+        best_model.zip       best eval success      best_vecnormalize.pkl  its statistics
+        checkpoints/         rl_model_<N>_steps.zip (+ rl_model_vecnormalize_<N>_steps.pkl)
+        progress.csv         one row per evaluation
+        tb/                  TensorBoard events
+        summary.json         final and best eval success, steps, seconds
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+import shlex
+import shutil
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mtgc_cli import __version__
+from mtgc_cli.errors import UsageError
+from mtgc_cli.presets import RunConfig, validate
+
+CONFIG = "config.yaml"
+MODEL = "model.zip"
+BEST_MODEL = "best_model.zip"
+STATS = "vecnormalize.pkl"
+BEST_STATS = "best_vecnormalize.pkl"
+PROGRESS = "progress.csv"
+SUMMARY = "summary.json"
+CHECKPOINTS = "checkpoints"
+
+PROGRESS_FIELDS = ["env_steps", "wall_seconds", "eval_success", "eval_return", "train_success", "fps"]
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version(), "mtgc": __version__}
+    for package in ("stable-baselines3", "sb3-contrib", "gymnasium", "gymnasium-robotics", "mujoco", "torch"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def new_run_dir(root: Path, config: RunConfig) -> Path:
+    """A fresh, unique folder name; nothing is created yet."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    base = root / config.name / f"{stamp}-s{config.train.seed}"
+    path = base
+    n = 1
+    while path.exists():
+        path = base.with_name(f"{base.name}-{n}")
+        n += 1
+    return path
+
+
+def write_run_files(run_dir: Path, config: RunConfig, command: list[str] | None = None) -> None:
+    run_dir.mkdir(parents=True, exist_ok=False)
+    (run_dir / CONFIG).write_text(config.to_yaml())
+    argv = command if command is not None else ["mtgc", *sys.argv[1:]]
+    (run_dir / "command.txt").write_text(shlex.join(argv) + "\n")
+    (run_dir / "versions.json").write_text(json.dumps(versions(), indent=2) + "\n")
+
+
+def remove_unfinished(run_dir: Path) -> None:
+    """Remove a run folder that holds no model, so a failed start leaves nothing half-made."""
+    if run_dir.exists() and not (run_dir / MODEL).exists() and not (run_dir / BEST_MODEL).exists():
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
+    (run_dir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / SUMMARY
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+
+
+def stats_path_for(model: Path) -> Path:
+    """The normalisation statistics saved beside a model file."""
+    if model.name == BEST_MODEL:
+        return model.with_name(BEST_STATS)
+    match = re.fullmatch(r"rl_model_(\d+)_steps\.zip", model.name)
+    if match:
+        return model.with_name(f"rl_model_vecnormalize_{match.group(1)}_steps.pkl")
+    return model.with_name(STATS)
+
+
+@dataclass(frozen=True)
+class SavedRun:
+    run_dir: Path
+    model: Path
+    stats: Path
+    config: RunConfig
+
+
+def open_run(target: Path) -> SavedRun:
+    """A run folder or a model zip inside one (last, best, or a checkpoint)."""
+    if target.is_dir():
+        run_dir, model = target, target / MODEL
+        if not model.is_file():
+            raise UsageError(f"{target}: no {MODEL} in this folder; expected a run folder from `mtgc train`")
+    elif target.is_file():
+        if target.suffix != ".zip":
+            raise UsageError(f"{target}: expected a run folder or a model .zip")
+        model = target
+        run_dir = target.parent.parent if target.parent.name == CHECKPOINTS else target.parent
+    else:
+        raise UsageError(f"{target}: no such run folder or model file")
+    config_path = run_dir / CONFIG
+    if not config_path.is_file():
+        raise UsageError(f"{run_dir}: no {CONFIG} beside the model; expected a run folder from `mtgc train`")
+    try:
+        data = yaml.safe_load(config_path.read_text())
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{config_path}: corrupt run config: {exc}") from exc
+    if not isinstance(data, dict):
+        raise UsageError(f"{config_path}: corrupt run config (not a mapping)")
+    return SavedRun(
+        run_dir=run_dir, model=model, stats=stats_path_for(model), config=validate(data, str(config_path))
+    )

@@ -1,0 +1,230 @@
+"""The training loop around SB3's ``model.learn``: envs, buffer, model, callbacks, run files."""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize, sync_envs_normalization
+
+from mtgc_cli import runs
+from mtgc_cli.algos import make_model
+from mtgc_cli.console import Snapshot
+from mtgc_cli.envs.factory import make_vec_env, normalize
+from mtgc_cli.errors import RunFailed
+from mtgc_cli.evaluation import EvalResult, evaluate, make_eval_env
+from mtgc_cli.presets import RunConfig
+from mtgc_cli.relabel import replay_setup
+
+Reporter = Callable[[Snapshot], None]
+
+
+@dataclass
+class Setup:
+    """Everything a run needs, built and checked before its folder is created."""
+
+    config: RunConfig
+    env: VecEnv
+    eval_env: VecEnv
+    eval_counts: list[int]
+    model: OffPolicyAlgorithm
+
+    def close(self) -> None:
+        self.env.close()
+        self.eval_env.close()
+
+
+def prepare(config: RunConfig) -> Setup:
+    """Build envs, replay buffer and model; any bad input raises before anything is written."""
+    seed = config.train.seed
+    env = normalize(make_vec_env(config.env, seed=seed), config.env, training=True)
+    try:
+        buffer_class, buffer_kwargs = replay_setup(config, env)
+        model = make_model(
+            config.algo,
+            env,
+            seed=seed,
+            replay_buffer_class=buffer_class,
+            replay_buffer_kwargs=buffer_kwargs,
+            tensorboard_log=None,
+        )
+        # Evaluation runs on separate envs with their own seeds, so it never disturbs training.
+        eval_env, counts = make_eval_env(config, config.train.eval_episodes, seed=seed + 10_000)
+    except BaseException:
+        env.close()
+        raise
+    return Setup(config=config, env=env, eval_env=eval_env, eval_counts=counts, model=model)
+
+
+def save_model(model: OffPolicyAlgorithm, model_path: Path) -> None:
+    model.save(model_path)
+    vec_normalize = model.get_vec_normalize_env()
+    if vec_normalize is not None:
+        vec_normalize.save(str(runs.stats_path_for(model_path)))
+
+
+class RunCallback(BaseCallback):
+    """Tracks training success, evaluates every N steps, keeps the best model, reports progress."""
+
+    def __init__(self, setup: Setup, run_dir: Path, report: Reporter | None):
+        super().__init__()
+        self.setup = setup
+        self.run_dir = run_dir
+        self.report = report
+        self.train_cfg = setup.config.train
+        self.task_names = setup.config.env.task_labels
+        self.recent_success: deque[float] = deque(maxlen=100)
+        self.next_eval = self.train_cfg.eval_every
+        self.last_eval: EvalResult | None = None
+        self.last_eval_step = -1
+        self.best_success = -1.0
+        self.best_step = 0
+        self.start = time.perf_counter()
+        self.last_report = 0.0
+        self.progress_file = run_dir / runs.PROGRESS
+        fields = runs.PROGRESS_FIELDS + [f"success/{name}" for name in self.task_names]
+        with self.progress_file.open("w", newline="") as f:
+            csv.writer(f).writerow(fields)
+
+    @property
+    def train_success(self) -> float | None:
+        return float(np.mean(self.recent_success)) if self.recent_success else None
+
+    @property
+    def fps(self) -> float:
+        return self.num_timesteps / max(time.perf_counter() - self.start, 1e-9)
+
+    def _on_step(self) -> bool:
+        for done, info in zip(self.locals["dones"], self.locals["infos"], strict=True):
+            if done and "is_success" in info:
+                self.recent_success.append(float(info["is_success"]))
+        if self.num_timesteps >= self.next_eval:
+            self.run_eval()
+            while self.next_eval <= self.num_timesteps:
+                self.next_eval += self.train_cfg.eval_every
+        now = time.perf_counter()
+        if self.report is not None and now - self.last_report > 0.5:
+            self.last_report = now
+            self.send("running")
+        return True
+
+    def send(self, status: str) -> None:
+        if self.report is not None:
+            self.report(
+                Snapshot(
+                    run=self.run_dir.name,
+                    steps=self.num_timesteps,
+                    total=self.train_cfg.timesteps,
+                    fps=self.fps,
+                    train_success=self.train_success,
+                    eval_success=self.last_eval.success if self.last_eval else None,
+                    status=status,
+                )
+            )
+
+    def run_eval(self) -> EvalResult:
+        train_env = self.model.get_vec_normalize_env()
+        if isinstance(train_env, VecNormalize):
+            sync_envs_normalization(train_env, self.setup.eval_env)
+        result = evaluate(self.model, self.setup.eval_env, self.setup.eval_counts, self.task_names)
+        self.last_eval = result
+        self.last_eval_step = self.num_timesteps
+        wall = time.perf_counter() - self.start
+        row: list[Any] = [
+            self.num_timesteps,
+            round(wall, 2),
+            round(result.success, 4),
+            round(result.overall.mean_return, 4),
+            "" if self.train_success is None else round(self.train_success, 4),
+            round(self.fps, 1),
+        ]
+        row += [round(r.success, 4) for r in result.rows] if self.task_names else []
+        with self.progress_file.open("a", newline="") as f:
+            csv.writer(f).writerow(row)
+        self.logger.record("eval/success_rate", result.success)
+        self.logger.record("eval/mean_return", result.overall.mean_return)
+        for task_row in result.rows if self.task_names else []:
+            self.logger.record(f"eval/success_{task_row.name}", task_row.success)
+        self.logger.dump(self.num_timesteps)
+        if result.success > self.best_success:
+            self.best_success = result.success
+            self.best_step = self.num_timesteps
+            save_model(self.model, self.run_dir / runs.BEST_MODEL)
+        return result
+
+
+def train(setup: Setup, run_dir: Path, report: Reporter | None = None) -> dict[str, Any]:
+    """Train to ``train.timesteps`` with evaluation and checkpoints; write the run's files."""
+    config = setup.config
+    model = setup.model
+    model.set_logger(configure(str(run_dir / "tb"), ["tensorboard"]))
+    run_callback = RunCallback(setup, run_dir, report)
+    callbacks: list[BaseCallback] = [run_callback]
+    if config.train.checkpoint_every:
+        callbacks.append(
+            CheckpointCallback(
+                # SB3 counts calls, each of which steps every env once.
+                save_freq=max(config.train.checkpoint_every // model.n_envs, 1),
+                save_path=str(run_dir / runs.CHECKPOINTS),
+                save_vecnormalize=True,
+            )
+        )
+    status = "done"
+    try:
+        model.learn(total_timesteps=config.train.timesteps, callback=CallbackList(callbacks))
+    except KeyboardInterrupt:
+        status = "interrupted"
+    except (RuntimeError, ValueError, FloatingPointError) as exc:
+        raise RunFailed(f"training failed at {model.num_timesteps:,} steps: {exc}") from exc
+    if status == "done" and run_callback.last_eval_step != model.num_timesteps:
+        run_callback.run_eval()
+    save_model(model, run_dir / runs.MODEL)
+    last = run_callback.last_eval
+    summary: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "preset": config.name,
+        "status": status,
+        "strategy": config.relabel.label,
+        "seed": config.train.seed,
+        "steps": int(model.num_timesteps),
+        "seconds": round(time.perf_counter() - run_callback.start, 2),
+        "final_eval_success": last.success if last else None,
+        "final_eval_step": run_callback.last_eval_step if last else None,
+        "best_eval_success": max(run_callback.best_success, 0.0),
+        "best_eval_step": run_callback.best_step,
+        "final_task_success": {r.name: r.success for r in last.rows}
+        if last and config.env.is_multitask
+        else None,
+    }
+    runs.write_summary(run_dir, summary)
+    run_callback.send(status)
+    return summary
+
+
+def run(
+    config: RunConfig,
+    root: Path,
+    report: Reporter | None = None,
+    run_dir: Path | None = None,
+    command: list[str] | None = None,
+) -> dict[str, Any]:
+    """Prepare, create the run folder, train. A failed start leaves no folder behind."""
+    setup = prepare(config)
+    run_dir = run_dir or runs.new_run_dir(root, config)
+    try:
+        runs.write_run_files(run_dir, config, command)
+        return train(setup, run_dir, report)
+    except BaseException:
+        runs.remove_unfinished(run_dir)
+        raise
+    finally:
+        setup.close()
