@@ -89,28 +89,17 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
-def _run_cell(config_data: dict[str, Any], run_dir: str, progress: Any) -> dict[str, Any]:
+def _run_cell(config_data: dict[str, Any], run_dir: str, command: list[str], progress: Any) -> dict[str, Any]:
     """Runs in a worker process: one normal training run, progress sent through a queue."""
     from mtgc_cli import training
 
-    config = RunConfig.model_validate(config_data)
-    command = [
-        "mtgc",
-        "train",
-        "--preset",
-        config.name,
-        "--seed",
-        str(config.train.seed),
-        "--strategy",
-        config.relabel.label,
-        "(from mtgc compare)",
-    ]
+    setup = training.prepare(RunConfig.model_validate(config_data))
     return training.run(
-        config, Path(run_dir).parent, report=progress.put, run_dir=Path(run_dir), command=command
+        setup, Path(run_dir).parent, report=progress.put, run_dir=Path(run_dir), command=command
     )
 
 
-def run_grid(cells: list[Cell], workers: int, view: ProgressView) -> list[str]:
+def run_grid(cells: list[Cell], workers: int, view: ProgressView, command: list[str]) -> list[str]:
     """Run the cells not yet finished, ``workers`` at a time; returns the failures' messages."""
     todo = []
     for cell in cells:
@@ -134,7 +123,13 @@ def run_grid(cells: list[Cell], workers: int, view: ProgressView) -> list[str]:
         progress = manager.Queue()
         with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init) as pool:
             futures: dict[Future[dict[str, Any]], Cell] = {
-                pool.submit(_run_cell, cell.config.model_dump(mode="json"), str(cell.run_dir), progress): cell
+                pool.submit(
+                    _run_cell,
+                    cell.config.model_dump(mode="json"),
+                    str(cell.run_dir),
+                    [*command, f"# this run: --strategy {cell.strategy} --seed {cell.seed}"],
+                    progress,
+                ): cell
                 for cell in todo
             }
             pending = set(futures)
@@ -266,7 +261,8 @@ def plot_curves(per_run: list[dict[str, Any]], path: Path, title: str) -> None:
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="best")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -310,6 +306,7 @@ def compare(
     name: str | None = None,
     timesteps: int | None = None,
     sets: list[str] | None = None,
+    command: list[str] | None = None,
 ) -> tuple[Path, list[dict[str, Any]], float]:
     if workers <= 0:
         raise UsageError(f"--workers must be at least 1, got {workers}")
@@ -319,10 +316,14 @@ def compare(
 
     for strategy in dict.fromkeys(cell.strategy for cell in cells):
         prepare(next(c for c in cells if c.strategy == strategy).config).close()
+    stderr.print(
+        f"[bold]mtgc compare[/] {cells[0].config.name}: {', '.join(strategies)} x {n_seeds} seeds, "
+        f"{len(cells)} runs, {workers} workers -> {folder}"
+    )
     start = time.perf_counter()
     view = ProgressView()
     with view.live():
-        failures = run_grid(cells, workers, view)
+        failures = run_grid(cells, workers, view, command or ["mtgc", "compare"])
     wall = time.perf_counter() - start
     rows, per_run = aggregate(cells)
     write_outputs(folder, cells[0].config.name, rows, per_run, wall, workers)

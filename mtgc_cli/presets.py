@@ -147,7 +147,8 @@ class TrainConfig(_Section):
     eval_every: int = Field(gt=0)
     eval_episodes: int = Field(gt=0)
     checkpoint_every: int | None = Field(None, gt=0)
-    learning_test: bool = False
+    # Older checkpoints are deleted beyond this many (None keeps all).
+    keep_checkpoints: int | None = Field(3, gt=0)
 
 
 class RunConfig(_Section):
@@ -324,7 +325,8 @@ def validate(data: dict[str, Any], source: str = "preset") -> RunConfig:
 
 def _describe(exc: ValidationError) -> str:
     """The first validation problem as one line, with the closest valid key for a typo."""
-    error = exc.errors()[0]
+    # A typo gives both an unknown and a missing key; the unknown one explains the problem.
+    error = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
     loc = [str(part) for part in error["loc"]]
     where = ".".join(loc) or "preset"
     if error["type"] == "extra_forbidden":

@@ -72,6 +72,24 @@ def save_model(model: OffPolicyAlgorithm, model_path: Path) -> None:
         vec_normalize.save(str(runs.stats_path_for(model_path)))
 
 
+class PrunedCheckpoints(CheckpointCallback):
+    """SB3's checkpoints, keeping only the newest ``keep`` (with their statistics)."""
+
+    def __init__(self, keep: int | None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.keep = keep
+
+    def _on_step(self) -> bool:
+        result = super()._on_step()
+        if self.keep is not None and self.n_calls % self.save_freq == 0:
+            folder = Path(self.save_path)
+            models = sorted(folder.glob("rl_model_*_steps.zip"), key=lambda p: int(p.stem.split("_")[-2]))
+            for old in models[: -self.keep]:
+                old.unlink()
+                runs.stats_path_for(old).unlink(missing_ok=True)
+        return result
+
+
 class RunCallback(BaseCallback):
     """Tracks training success, evaluates every N steps, keeps the best model, reports progress."""
 
@@ -171,7 +189,8 @@ def train(setup: Setup, run_dir: Path, report: Reporter | None = None) -> dict[s
     callbacks: list[BaseCallback] = [run_callback]
     if config.train.checkpoint_every:
         callbacks.append(
-            CheckpointCallback(
+            PrunedCheckpoints(
+                keep=config.train.keep_checkpoints,
                 # SB3 counts calls, each of which steps every env once.
                 save_freq=max(config.train.checkpoint_every // model.n_envs, 1),
                 save_path=str(run_dir / runs.CHECKPOINTS),
@@ -211,17 +230,16 @@ def train(setup: Setup, run_dir: Path, report: Reporter | None = None) -> dict[s
 
 
 def run(
-    config: RunConfig,
+    setup: Setup,
     root: Path,
     report: Reporter | None = None,
     run_dir: Path | None = None,
     command: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Prepare, create the run folder, train. A failed start leaves no folder behind."""
-    setup = prepare(config)
-    run_dir = run_dir or runs.new_run_dir(root, config)
+    """Create the run folder and train a prepared setup. A failed start leaves no folder behind."""
+    run_dir = run_dir or runs.new_run_dir(root, setup.config)
     try:
-        runs.write_run_files(run_dir, config, command)
+        runs.write_run_files(run_dir, setup.config, command)
         return train(setup, run_dir, report)
     except BaseException:
         runs.remove_unfinished(run_dir)

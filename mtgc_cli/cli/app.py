@@ -29,9 +29,19 @@ def fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+# The arguments of the running invocation, recorded in each run's command.txt.
+_argv: list[str] = []
+
+
+def invocation() -> list[str]:
+    """The command line as typed: ``["mtgc", "train", "--preset", ...]``."""
+    return ["mtgc", *_argv]
+
+
 class OneLineErrors(TyperGroup):
     def main(self, args: list[str] | None = None, *rest: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         argv = list(sys.argv[1:] if args is None else args)
+        _argv[:] = argv
         kwargs["standalone_mode"] = False
         try:
             result = super().main(argv, *rest, **kwargs)

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from mtgc_cli.cli import options
-from mtgc_cli.cli.app import app
-from mtgc_cli.console import compare_table, stderr, stdout
+from mtgc_cli.cli.app import app, invocation
+from mtgc_cli.console import compare_table, stdout
 
 
 @app.command()
@@ -31,7 +31,8 @@ def compare(
     from mtgc_cli.comparison import compare as run_compare
 
     names = [s.strip() for s in strategies.split(",") if s.strip()]
-    stderr.print(f"[bold]mtgc compare[/] {preset}: {', '.join(names)} x {seeds} seeds, {workers} workers")
-    folder, rows, wall = run_compare(preset, names, seeds, workers, runs_dir, name, timesteps, sets or [])
+    folder, rows, wall = run_compare(
+        preset, names, seeds, workers, runs_dir, name, timesteps, sets or [], command=invocation()
+    )
     stdout.print(compare_table(f"{preset}: final eval success over seeds ({wall:.0f} s wall)", rows))
     stdout.print(f"written: {folder}/compare.json, compare.csv, curves.png")

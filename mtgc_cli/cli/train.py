@@ -9,7 +9,7 @@ import typer
 
 from mtgc_cli import presets
 from mtgc_cli.cli import options
-from mtgc_cli.cli.app import app
+from mtgc_cli.cli.app import app, invocation
 from mtgc_cli.console import ProgressView, stderr, stdout, summary_table
 
 
@@ -31,13 +31,15 @@ def train(
     from mtgc_cli import training
 
     config = presets.load(preset, timesteps=timesteps, seed=seed, strategy=strategy, sets=sets or [])
+    # Envs and model are built (and bad input reported) before anything is printed or written.
+    setup = training.prepare(config)
     stderr.print(
         f"[bold]mtgc train[/] {config.name}: {config.env.label}, {config.algo.name}, "
         f"relabel {config.relabel.label}, {config.train.timesteps:,} steps, seed {config.train.seed}"
     )
     view = ProgressView()
     with view.live():
-        summary = training.run(config, runs_dir, report=view.update)
+        summary = training.run(setup, runs_dir, report=view.update, command=invocation())
     stdout.print(summary_table(summary))
     if summary["status"] != "done":
         raise typer.Exit(130)

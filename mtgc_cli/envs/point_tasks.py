@@ -6,6 +6,7 @@ can be relabeled with any other task's reward (``shares_dynamics = True``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -51,6 +52,7 @@ class PointTasksEnv(gym.Env):
         reward_type: str = "sparse",
         task: int | None = None,
         max_episode_steps: int = 30,
+        tasks: Sequence[str] | None = None,
     ) -> None:
         """Build the env.
 
@@ -63,6 +65,8 @@ class PointTasksEnv(gym.Env):
             task: a fixed task index used at every reset unless ``options["task"]`` is given;
                 ``None`` draws the task uniformly at each reset.
             max_episode_steps: the env truncates after this many steps (>= 1).
+            tasks: names of the tasks to keep, in one-hot order (a preset's ``env.tasks``);
+                ``None`` keeps all ``n_tasks``.
 
         Raises:
             ValueError: any argument out of range.
@@ -80,6 +84,14 @@ class PointTasksEnv(gym.Env):
         if int(max_episode_steps) != max_episode_steps or max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be an integer >= 1, got {max_episode_steps}")
         n_tasks = int(n_tasks)
+        all_names = _COMPASS_NAMES if n_tasks == 4 else tuple(f"target-{k}" for k in range(n_tasks))
+        angles = 2.0 * np.pi * np.arange(n_tasks) / n_tasks
+        if tasks is not None:
+            unknown = [name for name in tasks if name not in all_names]
+            if unknown or len(tasks) < 2:
+                raise ValueError(f"tasks must name at least two of {list(all_names)}, got {list(tasks)}")
+            keep = [all_names.index(name) for name in tasks]
+            all_names, angles, n_tasks = tuple(tasks), angles[keep], len(keep)
         if task is not None and not 0 <= task < n_tasks:
             raise ValueError(f"task must be None or in [0, {n_tasks}), got {task}")
 
@@ -91,13 +103,10 @@ class PointTasksEnv(gym.Env):
         self.fixed_task = task
         self.max_episode_steps = int(max_episode_steps)
 
-        self.task_names: tuple[str, ...] = (
-            _COMPASS_NAMES if n_tasks == 4 else tuple(f"target-{k}" for k in range(n_tasks))
-        )
+        self.task_names: tuple[str, ...] = all_names
         self.shares_dynamics: bool = True
         self.task: int = 0 if task is None else int(task)
 
-        angles = 2.0 * np.pi * np.arange(n_tasks) / n_tasks
         # (n_tasks, 2) float32, the same dtype as the observation so distances are computed alike.
         self.targets: np.ndarray = (self.radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)).astype(
             np.float32

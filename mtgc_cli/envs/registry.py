@@ -34,9 +34,13 @@ def _register_mtgc() -> None:
 
 
 def _register_robotics() -> None:
+    import contextlib
+    import io
     import warnings
 
-    with warnings.catch_warnings():
+    # gymnasium-robotics prints a notice about the Adroit envs' rewards on import; mtgc uses
+    # none of them, and the notice would sit in every run's output.
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
         import gymnasium_robotics
 

@@ -31,7 +31,7 @@ class TaskSwitchEnv(gym.Env):
         task_names: Sequence[str],
         task: int | None = None,
     ) -> None:
-        """Build every sub-env once.
+        """Build the sub-envs (each once; only the fixed one when ``task`` is given).
 
         Args:
             env_fns: one constructor per task, in one-hot order.
@@ -53,21 +53,17 @@ class TaskSwitchEnv(gym.Env):
         if task is not None and not 0 <= task < len(task_names):
             raise ValueError(f"task must be None or in [0, {len(task_names)}), got {task}")
 
-        envs = tuple(fn() for fn in env_fns)
-        first = envs[0]
-        for name, env in zip(task_names[1:], envs[1:], strict=True):
-            if env.observation_space != first.observation_space:
-                raise ValueError(
-                    f"Task {name!r} has observation space {env.observation_space}, but task "
-                    f"{task_names[0]!r} has {first.observation_space}; all tasks must match."
-                )
-            if env.action_space != first.action_space:
-                raise ValueError(
-                    f"Task {name!r} has action space {env.action_space}, but task "
-                    f"{task_names[0]!r} has {first.action_space}; all tasks must match."
-                )
-
-        self.envs: tuple[gym.Env, ...] = envs
+        self._env_fns = tuple(env_fns)
+        self._envs: list[gym.Env | None] = [None] * len(env_fns)
+        # With a fixed task (evaluation slots) only that task's env is built: a Meta-World MT10
+        # eval env would otherwise build 10 envs per slot. Otherwise all are built now, so a
+        # mismatching space fails at construction rather than mid-training.
+        self._reference = 0 if task is None else int(task)
+        self.task_names: tuple[str, ...] = task_names
+        first = self._env(self._reference)
+        if task is None:
+            for index in range(len(env_fns)):
+                self._env(index)
         self.task_names: tuple[str, ...] = task_names
         self.shares_dynamics: bool = False
         self.fixed_task = task
@@ -81,6 +77,32 @@ class TaskSwitchEnv(gym.Env):
         self._pending_seeds: dict[int, int] = {}
         self._has_reset = False
 
+    def _env(self, index: int) -> gym.Env:
+        """Sub-env ``index``, built on first use and checked against the reference task's spaces."""
+        env = self._envs[index]
+        if env is None:
+            env = self._env_fns[index]()
+            self._envs[index] = env
+            reference = self._envs[self._reference]
+            assert reference is not None
+            name, ref_name = self.task_names[index], self.task_names[self._reference]
+            if env.observation_space != reference.observation_space:
+                raise ValueError(
+                    f"Task {name!r} has observation space {env.observation_space}, but task "
+                    f"{ref_name!r} has {reference.observation_space}; all tasks must match."
+                )
+            if env.action_space != reference.action_space:
+                raise ValueError(
+                    f"Task {name!r} has action space {env.action_space}, but task "
+                    f"{ref_name!r} has {reference.action_space}; all tasks must match."
+                )
+        return env
+
+    @property
+    def envs(self) -> tuple[gym.Env, ...]:
+        """Every sub-env (building any not built yet)."""
+        return tuple(self._env(i) for i in range(len(self._envs)))
+
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Any, dict[str, Any]]:
@@ -92,30 +114,30 @@ class TaskSwitchEnv(gym.Env):
         """
         super().reset(seed=seed)
         if seed is not None or not self._has_reset:
-            seeds = self.np_random.integers(2**31 - 1, size=len(self.envs))
+            seeds = self.np_random.integers(2**31 - 1, size=len(self._envs))
             self._pending_seeds = {i: int(s) for i, s in enumerate(seeds)}
             self._has_reset = True
         sub_options = None
         if options is not None and options.get("task") is not None:
             task = int(options["task"])
-            if not 0 <= task < len(self.envs):
-                raise ValueError(f"options['task'] must be in [0, {len(self.envs)}), got {task}")
+            if not 0 <= task < len(self._envs):
+                raise ValueError(f"options['task'] must be in [0, {len(self._envs)}), got {task}")
             self.task = task
         elif self.fixed_task is not None:
             self.task = self.fixed_task
         else:
-            self.task = int(self.np_random.integers(len(self.envs)))
+            self.task = int(self.np_random.integers(len(self._envs)))
         if options is not None:
             # The sub-env is a single task; do not let it reinterpret our task index.
             sub_options = {k: v for k, v in options.items() if k != "task"} or None
-        obs, info = self.envs[self.task].reset(
+        obs, info = self._env(self.task).reset(
             seed=self._pending_seeds.pop(self.task, None), options=sub_options
         )
         return obs, {**info, "task": self.task}
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         """Step the current task's sub-env."""
-        obs, reward, terminated, truncated, info = self.envs[self.task].step(action)
+        obs, reward, terminated, truncated, info = self._env(self.task).step(action)
         info = {**info, "task": self.task}
         if "is_success" in info:
             info["is_success"] = float(info["is_success"])
@@ -123,17 +145,18 @@ class TaskSwitchEnv(gym.Env):
 
     def render(self) -> Any:
         """Render the current task's sub-env."""
-        return self.envs[self.task].render()
+        return self._env(self.task).render()
 
     def close(self) -> None:
         """Close every sub-env."""
-        for env in self.envs:
-            env.close()
+        for env in self._envs:
+            if env is not None:
+                env.close()
 
     def _compute_reward_fn(self, task: int) -> Callable[..., Any]:
         """The ``compute_reward`` of sub-env ``task``, found through its wrappers."""
         try:
-            return self.envs[task].get_wrapper_attr("compute_reward")
+            return self._env(task).get_wrapper_attr("compute_reward")
         except AttributeError:
             raise AttributeError(
                 f"The sub-env of task {self.task_names[task]!r} has no compute_reward; "

@@ -1,0 +1,133 @@
+"""The preset schema: loading, validation errors with the closest valid name, overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mtgc_cli import presets
+from mtgc_cli.errors import UsageError
+
+SHIPPED = [
+    "bit-flip",
+    "fetch-reach",
+    "fetch-push",
+    "fetch-slide",
+    "fetch-pick-and-place",
+    "point-tasks",
+    "fetch-multi",
+    "fetch-tasks",
+    "metaworld-mt10",
+]
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "my.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+BASE = """
+env: {id: FetchReach-v4, reward_type: sparse}
+algo: {name: sac, batch_size: 64}
+relabel: {strategy: future}
+train: {timesteps: 1000, eval_every: 500, eval_episodes: 5}
+"""
+
+
+def test_every_shipped_preset_loads_and_is_listed() -> None:
+    assert set(SHIPPED) <= set(presets.shipped_presets())
+    for name in SHIPPED:
+        config = presets.load(name)
+        assert config.name == name
+        assert config.train.timesteps > 0
+
+
+def test_fetch_presets_use_v4_ids_and_bit_flip_uses_dqn() -> None:
+    assert presets.load("fetch-push").env.id == "FetchPush-v4"
+    assert presets.load("fetch-pick-and-place").env.id == "FetchPickAndPlace-v4"
+    bit_flip = presets.load("bit-flip")
+    assert bit_flip.algo.name == "dqn"
+    assert bit_flip.env.kwargs["n_bits"] == 15
+
+
+def test_load_by_path_and_overrides(tmp_path: Path) -> None:
+    config = presets.load(
+        write(tmp_path, BASE),
+        timesteps=2000,
+        seed=7,
+        strategy="final",
+        sets=["algo.batch_size=512", "algo.policy_kwargs.net_arch=[32, 32]", "env.n_envs=2"],
+    )
+    assert config.name == "my"
+    assert config.train.timesteps == 2000
+    assert config.train.seed == 7
+    assert config.relabel.strategy == "final"
+    assert config.algo.kwargs["batch_size"] == 512
+    assert config.algo.kwargs["policy_kwargs"] == {"net_arch": [32, 32]}
+    assert config.env.n_envs == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "sets", "message"),
+    [
+        (BASE.replace("reward_type", "rewrd_type"), [], "did you mean 'reward_type'"),
+        (BASE.replace("relabel:", "relable:"), [], "did you mean 'relabel'"),
+        (BASE, ["algo.batch_sise=5"], "did you mean 'batch_size'"),
+        (BASE, ["algo.batch_size=abc"], "algo.batch_size must be int"),
+        (BASE, ["train.timesteps=-5"], "train.timesteps"),
+        (BASE, ["relabel.strategy=sometimes"], "'future'"),
+        (BASE, ["algo.name=ppo"], "'sac'"),
+        (BASE, ["algo.env=x"], "not settable"),
+        (BASE, ["algo.batch_size"], "expected KEY=VALUE"),
+        ("env: [unclosed", [], "malformed YAML at line 1"),
+        ("- just\n- a list\n", [], "must be a YAML mapping"),
+        (BASE.replace("train: {timesteps: 1000,", "train: {"), [], "missing key 'train.timesteps'"),
+    ],
+)
+def test_bad_presets_give_one_clear_line(tmp_path: Path, text: str, sets: list[str], message: str) -> None:
+    with pytest.raises(UsageError) as info:
+        presets.load(write(tmp_path, text), sets=sets)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_preset_lists_valid_names() -> None:
+    with pytest.raises(
+        UsageError, match=r"unknown preset 'fetch-psh' \(did you mean 'fetch-push'\?\); valid: "
+    ):
+        presets.load("fetch-psh")
+
+
+@pytest.mark.parametrize(
+    ("spec", "goal", "task"),
+    [
+        ("none", "none", "none"),
+        ("future", "future", "none"),
+        ("random-task", "none", "random"),
+        ("future+best-task", "future", "best"),
+    ],
+)
+def test_strategy_specs(spec: str, goal: str, task: str) -> None:
+    assert presets.strategy_overrides(spec) == {"strategy": goal, "task": task}
+
+
+def test_unknown_strategy_and_task_relabel_without_tasks(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="unknown strategy 'futur'"):
+        presets.strategy_overrides("futur")
+    with pytest.raises(UsageError, match=r"relabel\.task needs a multi-task env"):
+        presets.load(write(tmp_path, BASE), strategy="best-task")
+
+
+def test_non_positive_timesteps_rejected(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="--timesteps must be a positive"):
+        presets.load(write(tmp_path, BASE), timesteps=0)
+
+
+def test_resolved_yaml_round_trips() -> None:
+    config = presets.load("fetch-tasks")
+    again = presets.validate(__import__("yaml").safe_load(config.to_yaml()))
+    assert again == config
+    assert again.relabel.label == "future+best-task"
+    assert again.env.task_labels == ["reach", "push", "lift"]
