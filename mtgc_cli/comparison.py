@@ -99,22 +99,17 @@ def _run_cell(config_data: dict[str, Any], run_dir: str, command: list[str], pro
     )
 
 
-def run_grid(cells: list[Cell], workers: int, view: ProgressView, command: list[str]) -> list[str]:
+def run_grid(
+    cells: list[Cell], finished: list[Cell], workers: int, view: ProgressView, command: list[str]
+) -> list[str]:
     """Run the cells not yet finished, ``workers`` at a time; returns the failures' messages."""
-    todo = []
+    todo = [cell for cell in cells if cell not in finished]
     for cell in cells:
-        if is_finished(cell):
-            view.update(
-                Snapshot(
-                    cell.run_dir.name,
-                    cell.config.train.timesteps,
-                    cell.config.train.timesteps,
-                    status="skipped (done)",
-                )
-            )
+        total = cell.config.train.timesteps
+        if cell in finished:
+            view.update(Snapshot(cell.run_dir.name, total, total, status="skipped (done)"))
         else:
-            todo.append(cell)
-            view.update(Snapshot(cell.run_dir.name, 0, cell.config.train.timesteps, status="queued"))
+            view.update(Snapshot(cell.run_dir.name, 0, total, status="queued"))
     if not todo:
         return []
     failures: list[str] = []
@@ -316,6 +311,8 @@ def compare(
 
     for strategy in dict.fromkeys(cell.strategy for cell in cells):
         prepare(next(c for c in cells if c.strategy == strategy).config).close()
+    # Before anything runs or prints: a folder holding another config is an error, not overwritten.
+    finished = [cell for cell in cells if is_finished(cell)]
     stderr.print(
         f"[bold]mtgc compare[/] {cells[0].config.name}: {', '.join(strategies)} x {n_seeds} seeds, "
         f"{len(cells)} runs, {workers} workers -> {folder}"
@@ -323,7 +320,7 @@ def compare(
     start = time.perf_counter()
     view = ProgressView()
     with view.live():
-        failures = run_grid(cells, workers, view, command or ["mtgc", "compare"])
+        failures = run_grid(cells, finished, workers, view, command or ["mtgc", "compare"])
     wall = time.perf_counter() - start
     rows, per_run = aggregate(cells)
     write_outputs(folder, cells[0].config.name, rows, per_run, wall, workers)
