@@ -52,7 +52,7 @@ def _register_metaworld() -> None:
         import metaworld  # noqa: F401  (importing registers the Meta-World/* ids)
     except ImportError as exc:
         raise UsageError(
-            "Meta-World is not installed; install it with: pip install 'metaworld==3.1.1'"
+            "Meta-World is not installed; install it with: pip install 'metaworld>=3.1,<3.2'"
         ) from exc
 
 
