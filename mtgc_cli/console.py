@@ -92,23 +92,15 @@ def summary_table(summary: dict[str, Any]) -> Table:
 
 def eval_table(result: EvalResult, title: str) -> Table:
     table = Table(title=title)
-    for column in (
-        "task",
-        "episodes",
-        "success",
-        "95% interval",
-        "mean return",
-        "final goal dist",
-        "mean length",
-    ):
-        table.add_column(column, justify="left" if column == "task" else "right")
+    table.add_column("task", no_wrap=True)
+    for column in ("episodes", "success [95% CI]", "return", "final goal dist", "length"):
+        table.add_column(column, justify="right", no_wrap=column == "success [95% CI]")
     rows = [*result.rows, result.overall] if len(result.rows) > 1 else [result.overall]
     for i, row in enumerate(rows):
         table.add_row(
             row.name,
             str(row.episodes),
-            f"{row.success:.2f}",
-            f"[{row.success_low:.2f}, {row.success_high:.2f}]",
+            _with_interval(row.success, row.success_low, row.success_high),
             f"{row.mean_return:.2f}",
             "-" if row.mean_distance is None else f"{row.mean_distance:.3f}",
             f"{row.mean_length:.1f}",
@@ -133,13 +125,16 @@ def compare_table(title: str, rows: Sequence[dict[str, Any]]) -> Table:
         table.add_row(
             row["strategy"],
             str(row["seeds"]),
-            f"{row['final_success_mean']:.2f}",
-            f"[{row['final_success_low']:.2f}, {row['final_success_high']:.2f}]",
+            _with_interval(row["final_success_mean"], row["final_success_low"], row["final_success_high"]),
             _steps(row["steps_to_50"], row["reached_50"], row["seeds"]),
             _steps(row["steps_to_90"], row["reached_90"], row["seeds"]),
             f"{row['wall_seconds_mean']:.0f}",
         )
     return table
+
+
+def _with_interval(value: float, low: float, high: float) -> str:
+    return f"{value:.2f} [{low:.2f}, {high:.2f}]"
 
 
 def _steps(mean: float | None, reached: int, seeds: int) -> str:

@@ -67,9 +67,8 @@ def test_train_writes_a_complete_run_folder(trained_run: Path) -> None:
 def test_eval_prints_table_and_json(invoke, trained_run: Path) -> None:
     result = invoke("eval", str(trained_run), "--episodes", "20", "--seed", "3")
     assert result.exit_code == 0, result.output
-    assert (
-        "success" in result.stdout and "95% interval" in result.stdout.replace("\n", " ")
-    ) or "interval" in result.stdout
+    assert "success [95% CI]" in result.stdout and "final goal dist" in result.stdout
+    assert "20" in result.stdout and "seed 3" in result.stdout
     result = invoke("eval", str(trained_run / "checkpoints" / "rl_model_200_steps.zip"), "-n", "8", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
