@@ -59,7 +59,8 @@ def test_goal_distributions(env: FetchTasksEnv) -> None:
 def test_achieved_goal_and_rewards_per_task(env: FetchTasksEnv) -> None:
     """achieved_goal is the task's; step reward equals task_reward / compute_reward on the obs."""
     rng = np.random.default_rng(0)
-    tasks, observations, next_obs, rewards = [], [], {"achieved_goal": [], "desired_goal": []}, []
+    tasks, observations, rewards = [], [], []
+    next_obs: dict[str, list[np.ndarray]] = {"observation": [], "desired_goal": []}
     for task in (REACH, PUSH, LIFT):
         obs, _ = env.reset(seed=task, options={"task": task})
         observations.append(obs["observation"])
@@ -71,7 +72,7 @@ def test_achieved_goal_and_rewards_per_task(env: FetchTasksEnv) -> None:
             assert reward == env.compute_reward(obs["achieved_goal"], obs["desired_goal"], info)
             tasks.append(task)
             observations.append(obs["observation"])
-            next_obs["achieved_goal"].append(obs["achieved_goal"])
+            next_obs["observation"].append(obs["observation"])
             next_obs["desired_goal"].append(obs["desired_goal"])
             rewards.append(reward)
         start = 0 if task == REACH else 3

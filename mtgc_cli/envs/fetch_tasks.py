@@ -204,12 +204,12 @@ class FetchTasksEnv(MujocoFetchPickAndPlaceEnv):
         """Rewards ``step`` would have given for a batch of next observations, per row's task.
 
         Args:
-            task: (B,) int task indices (the reward formula is shared; the task enters through
-                ``next_obs["achieved_goal"]``, which the caller sets with ``task_achieved_goal``).
-            next_obs: dict with ``achieved_goal`` (B, 3) and ``desired_goal`` (B, 3), raw.
+            task: (B,) int task indices; each row's achieved goal is read from its stored
+                ``observation`` under that task, so a stale ``achieved_goal`` cannot leak in.
+            next_obs: dict with ``observation`` (B, 25) and ``desired_goal`` (B, 3), raw.
 
         Returns:
             (B,) float32 rewards.
         """
-        del task  # same formula for every task; see the docstring
-        return self.compute_reward(next_obs["achieved_goal"], next_obs["desired_goal"], None)
+        achieved = self.task_achieved_goal(task, next_obs["observation"])
+        return self.compute_reward(achieved, next_obs["desired_goal"], None)

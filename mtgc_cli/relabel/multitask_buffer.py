@@ -16,7 +16,8 @@ changes how a minibatch is drawn:
    under each row's (possibly new) task.
 
 The env (reached through the VecEnv, like HER's ``compute_reward``) provides, vectorised:
-``task_reward(task (B,), next_obs dict) -> (B,)`` and, for goal envs with shared dynamics,
+``task_reward(task (B,), next_obs dict) -> (B,)``, each row's reward under its task from the stored
+next observation (and desired goal), and, for goal envs with shared dynamics,
 ``task_achieved_goal(task (B,), observation (B, D)) -> (B, G)``.
 """
 
@@ -110,7 +111,7 @@ class MultiTaskReplayBuffer(HerReplayBuffer):
         returns = np.zeros(self.n_tasks, dtype=np.float32)
         for task in range(self.n_tasks):
             task_ids = np.full(length, task, dtype=np.int64)
-            returns[task] = self._task_rewards(task_ids, self._under_task(task_ids, next_obs)).sum()
+            returns[task] = self._task_rewards(task_ids, next_obs).sum()
         self.episode_returns[indices, env_idx] = returns
 
     # ------------------------------------------------------------------------------------------
@@ -237,13 +238,6 @@ class MultiTaskReplayBuffer(HerReplayBuffer):
         # Without cross-task relabeling each row keeps its own task, whose achieved goal is stored.
         assert indices is not None and env_indices is not None
         return self.next_observations["achieved_goal"][indices, env_indices]
-
-    def _under_task(self, tasks: np.ndarray, next_obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if not self.has_goals:
-            return next_obs
-        relabeled = dict(next_obs)
-        relabeled["achieved_goal"] = self._achieved_goal(tasks, next_obs["observation"])
-        return relabeled
 
     def _task_rewards(self, tasks: np.ndarray, next_obs: dict[str, np.ndarray]) -> np.ndarray:
         without_task = {key: value for key, value in next_obs.items() if key != self.task_key}
