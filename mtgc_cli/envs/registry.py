@@ -16,8 +16,8 @@ _done: set[str] = set()
 def _register_mtgc() -> None:
     gym.register(
         id="mtgc/BitFlipping-v0",
-        entry_point="stable_baselines3.common.envs:BitFlippingEnv",
-        # BitFlippingEnv truncates itself after n_bits steps.
+        # SB3's BitFlippingEnv with a random goal per episode; it truncates itself after n_bits steps.
+        entry_point="mtgc_cli.envs.bit_flipping:BitFlippingGoalsEnv",
         disable_env_checker=True,
     )
     gym.register(
