@@ -71,6 +71,14 @@ def check_algo_kwargs(algo: AlgoConfig, source: str = "preset") -> None:
                 f"{source}: unknown key 'algo.{key}' for {algo.name}{hint}; valid: {', '.join(valid)}"
             )
         default = params[key].default
+        if isinstance(default, float) and isinstance(value, str):
+            # YAML 1.1 reads `1e-3` (no dot) as a string; a number is what was meant.
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+            else:
+                setattr(algo, key, value)
         if not _compatible(value, default):
             raise UsageError(
                 f"{source}: algo.{key} must be {type(default).__name__} like its default {default!r}, "

@@ -12,7 +12,6 @@ import csv
 import json
 import multiprocessing
 import queue
-import shutil
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -67,7 +66,7 @@ def is_finished(cell: Cell) -> bool:
     """True when the cell's run folder holds a finished run of this very config.
 
     A folder made with another config raises: it is someone's result and is never overwritten.
-    An unfinished folder (a crash, an interrupt) is not a result and is started over.
+    An unfinished folder (a crash, an interrupt) is moved aside and the run started over.
     """
     if not cell.run_dir.exists():
         return False
@@ -79,7 +78,8 @@ def is_finished(cell: Cell) -> bool:
     summary = runs.read_summary(cell.run_dir)
     if summary is not None and summary.get("status") == "done":
         return True
-    shutil.rmtree(cell.run_dir)
+    aside = cell.run_dir.with_name(f"{cell.run_dir.name}.unfinished-{time.strftime('%Y%m%dT%H%M%S')}")
+    cell.run_dir.rename(aside)
     return False
 
 

@@ -55,3 +55,13 @@ def test_subprocess_envs_for_her() -> None:
     rewards = env.env_method("compute_reward", goal, goal, [{}] * 3, indices=[0])[0]
     assert np.array_equal(rewards, np.zeros(3))
     env.close()
+
+
+def test_bit_flipping_draws_a_new_goal_each_episode_reproducibly() -> None:
+    config = presets.load("bit-flip")
+    env = make_vec_env(config.env, seed=0)
+    goals = {tuple(env.reset()["desired_goal"][0]) for _ in range(10)}
+    assert len(goals) == 10  # SB3's own BitFlippingEnv would give all ones every time
+    again = make_vec_env(config.env, seed=0)
+    first = make_vec_env(config.env, seed=0).reset()
+    np.testing.assert_array_equal(again.reset()["desired_goal"], first["desired_goal"])

@@ -131,3 +131,13 @@ def test_resolved_yaml_round_trips() -> None:
     assert again == config
     assert again.relabel.label == "future+best-task"
     assert again.env.task_labels == ["reach", "push", "lift"]
+
+
+def test_yaml_exponent_without_dot_is_read_as_a_number(tmp_path: Path) -> None:
+    # YAML 1.1 reads 1e-3 as a string; for a float argument mtgc takes the number that was meant.
+    config = presets.load(
+        write(tmp_path, BASE.replace("batch_size: 64", "batch_size: 64, learning_rate: 1e-3"))
+    )
+    assert config.algo.kwargs["learning_rate"] == pytest.approx(0.001)
+    with pytest.raises(UsageError, match="algo.learning_rate must be float"):
+        presets.load(write(tmp_path, BASE), sets=["algo.learning_rate=fast"])
