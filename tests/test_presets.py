@@ -139,5 +139,5 @@ def test_yaml_exponent_without_dot_is_read_as_a_number(tmp_path: Path) -> None:
         write(tmp_path, BASE.replace("batch_size: 64", "batch_size: 64, learning_rate: 1e-3"))
     )
     assert config.algo.kwargs["learning_rate"] == pytest.approx(0.001)
-    with pytest.raises(UsageError, match="algo.learning_rate must be float"):
+    with pytest.raises(UsageError, match=r"algo\.learning_rate must be float"):
         presets.load(write(tmp_path, BASE), sets=["algo.learning_rate=fast"])
