@@ -111,16 +111,9 @@ def eval_table(result: EvalResult, title: str) -> Table:
 
 def compare_table(title: str, rows: Sequence[dict[str, Any]]) -> Table:
     table = Table(title=title)
-    for column in (
-        "strategy",
-        "seeds",
-        "final success",
-        "95% interval",
-        "steps to 50%",
-        "steps to 90%",
-        "wall s",
-    ):
-        table.add_column(column, justify="left" if column == "strategy" else "right")
+    table.add_column("strategy", no_wrap=True)
+    for column in ("seeds", "final success [95% CI]", "steps to 50%", "steps to 90%", "wall s"):
+        table.add_column(column, justify="right")
     for row in rows:
         table.add_row(
             row["strategy"],
