@@ -79,6 +79,8 @@ def summary_table(summary: dict[str, Any]) -> Table:
     table = Table(title=f"run {summary['run_dir']}")
     table.add_column("metric")
     table.add_column("value", justify="right")
+    if summary["status"] != "done":
+        table.add_row("status", f"{summary['status']} (model.zip saved at this step)")
     table.add_row("env steps", f"{summary['steps']:,}")
     table.add_row("wall seconds", f"{summary['seconds']:.0f}")
     table.add_row("final eval success", _fmt(summary["final_eval_success"]))

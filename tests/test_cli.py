@@ -231,3 +231,15 @@ def test_compare_table_has_one_cell_per_column() -> None:
         and "4,000 (3/3)" in text
         and "never" in text
     )
+
+
+def test_unwritable_runs_dir_is_one_line_exit_1(invoke, tmp_path: Path) -> None:
+    (tmp_path / "blocked").write_text("a file where the runs folder should go")
+    result = invoke("train", *TINY, "--runs-dir", "blocked")
+    assert result.exit_code == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert (
+        last.startswith("mtgc: error: Not a directory: blocked/bit-flip/")
+        and "Traceback" not in result.output
+    )
+    assert (tmp_path / "blocked").read_text().startswith("a file")

@@ -62,6 +62,11 @@ class OneLineErrors(TyperGroup):
             fail(str(exc).replace("\n", " "), exc.exit_code)
         except KeyboardInterrupt:
             fail("interrupted", 130)
+        except OSError as exc:  # a folder that can't be written, a full disk
+            if _debug_requested(argv):
+                raise
+            where = f": {exc.filename}" if exc.filename else ""
+            fail(f"{exc.strerror or exc}{where}", 1)
         sys.exit(result if isinstance(result, int) else 0)
 
 
