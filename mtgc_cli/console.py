@@ -115,7 +115,7 @@ def compare_table(title: str, rows: Sequence[dict[str, Any]]) -> Table:
     table = Table(title=title)
     table.add_column("strategy", no_wrap=True)
     for column in ("seeds", "final success [95% CI]", "steps to 50%", "steps to 90%", "wall s"):
-        table.add_column(column, justify="right")
+        table.add_column(column, justify="right", no_wrap=column.startswith("final"))
     for row in rows:
         table.add_row(
             row["strategy"],
