@@ -140,10 +140,11 @@ def make_vec_env(cfg: EnvConfig, *, seed: int, slot_tasks: Sequence[int | None] 
         else:
             slot_tasks = [None] * cfg.n_envs
     fns = [functools.partial(make_env, cfg, task) for task in slot_tasks]
-    # Build one env here first so bad ids and kwargs fail with a clear message in this process.
-    make_env(cfg, slot_tasks[0]).close()
     vec: VecEnv
     if cfg.vec_env == "subproc" and len(fns) > 1:
+        # Build one env here first so bad ids and kwargs fail with a clear message in this
+        # process rather than as a worker's traceback.
+        make_env(cfg, slot_tasks[0]).close()
         vec = SubprocVecEnv(fns, start_method="forkserver")
     else:
         vec = DummyVecEnv(fns)
