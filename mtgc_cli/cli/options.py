@@ -15,7 +15,9 @@ Seed = Annotated[int | None, typer.Option("--seed", help="Override train.seed.")
 Sets = Annotated[
     list[str] | None,
     typer.Option(
-        "--set", help="Override any preset key, type-checked: --set algo.batch_size=512 (repeatable)."
+        "--set",
+        metavar="KEY=VALUE",
+        help="Override any preset key, type-checked: --set algo.batch_size=512 (repeatable).",
     ),
 ]
 RunsDir = Annotated[Path, typer.Option("--runs-dir", help="Where run folders are written.")]
