@@ -76,11 +76,11 @@ def _reward_kwargs(env_id: str, reward_type: str | None) -> dict[str, str]:
 def _make(env_id: str, kwargs: dict[str, Any]) -> gym.Env:
     check_env_id(env_id)
     with warnings.catch_warnings():
-        # gymnasium's passive checker warns about goal envs' float64 boxes; not the user's concern.
+        # gymnasium's passive checker warns at make time and on every step of some envs (goal
+        # envs' and Meta-World's float64 boxes); not the user's concern, and mtgc's tests check
+        # its own envs.
         warnings.simplefilter("ignore")
         try:
-            # The passive checker warns on every step of some envs (Meta-World's float64 obs);
-            # mtgc's own tests check its envs.
             return gym.make(env_id, disable_env_checker=True, **kwargs)
         except TypeError as exc:
             raise UsageError(f"{env_id} rejected env.kwargs {sorted(kwargs)}: {exc}") from exc

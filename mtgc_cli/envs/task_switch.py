@@ -64,7 +64,6 @@ class TaskSwitchEnv(gym.Env):
         if task is None:
             for index in range(len(env_fns)):
                 self._env(index)
-        self.task_names: tuple[str, ...] = task_names
         self.shares_dynamics: bool = False
         self.fixed_task = task
         self.task: int = 0 if task is None else int(task)
