@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import difflib
 import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -14,6 +16,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
+from torch import nn
 
 from mtgc_cli.errors import UsageError
 from mtgc_cli.presets import AlgoConfig
@@ -56,8 +59,164 @@ def _parameters(cls: type[BaseAlgorithm]) -> dict[str, inspect.Parameter]:
     }
 
 
+# ---------------------------------------------------------------------------------------------
+# Range rules: what SB3 accepts for each argument, checked when the preset loads. SB3 takes most
+# out-of-range values without complaint and fails (or quietly learns nothing) thousands of steps
+# later: a negative buffer_size raises at the first gradient step, gamma 1.5 trains a diverging
+# critic, net_arch [0] a zero-width network. Every rule is in the tables below: RULES for SB3's
+# arguments, POLICY_RULES (and POLICY_RULES_FOR one algorithm) for algo.policy_kwargs.
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The values one argument accepts (type and range): ``ok(value)``, described as ``valid``."""
+
+    ok: Callable[[Any], bool]
+    valid: str
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _int_rule(low: int, *also: int) -> Rule:
+    """An int >= ``low``, or one of the special values ``also`` (SB3's -1 for "as many as")."""
+    extra = "".join(f" or {v}" for v in also)
+    return Rule(lambda v: _is_int(v) and (v >= low or v in also), f"int >= {low}{extra}")
+
+
+def _number_rule(low: float, high: float | None = None, *, low_open: bool, high_open: bool = False) -> Rule:
+    """A number in the interval from ``low`` to ``high`` (None: unbounded), ends open or closed."""
+
+    def ok(v: Any) -> bool:
+        if not _is_number(v):
+            return False
+        above = v > low if low_open else v >= low
+        below = high is None or (v < high if high_open else v <= high)
+        return above and below
+
+    if high is None:
+        return Rule(ok, f"number {'>' if low_open else '>='} {low:g}")
+    brackets = ("(" if low_open else "[", ")" if high_open else "]")
+    return Rule(ok, f"number in {brackets[0]}{low:g}, {high:g}{brackets[1]}")
+
+
+def _train_freq_ok(value: Any) -> bool:
+    # SB3 takes n (every n steps) or (n, "step" | "episode"); YAML writes the pair as a list.
+    if isinstance(value, (list, tuple)):
+        return len(value) == 2 and _is_int(value[0]) and value[0] >= 1 and value[1] in ("step", "episode")
+    return _is_int(value) and value >= 1
+
+
+def _ent_coef_ok(value: Any) -> bool:
+    # A fixed coefficient, or "auto" / "auto_<initial value>" to learn it (SAC, TQC).
+    if isinstance(value, str):
+        if value == "auto":
+            return True
+        head, _, initial = value.partition("_")
+        try:
+            return head == "auto" and float(initial) > 0
+        except ValueError:
+            return False
+    return _is_number(value) and value >= 0
+
+
+def _widths_ok(value: Any) -> bool:
+    return isinstance(value, list) and all(_is_int(w) and w >= 1 for w in value)
+
+
+def _net_arch_ok(value: Any) -> bool:
+    # Off-policy SB3 takes one list for actor and critic, or {pi: [...], qf: [...]}.
+    if isinstance(value, dict):
+        return bool(value) and set(value) <= {"pi", "qf"} and all(_widths_ok(v) for v in value.values())
+    return _widths_ok(value)
+
+
+# torch.nn activations by name (a preset can't hold a class). Elementwise ones that need no
+# arguments only: Softmax needs a dim, GLU halves the width.
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,
+    "leaky_relu": nn.LeakyReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "selu": nn.SELU,
+    "celu": nn.CELU,
+    "mish": nn.Mish,
+    "relu6": nn.ReLU6,
+    "prelu": nn.PReLU,
+    "rrelu": nn.RReLU,
+    "sigmoid": nn.Sigmoid,
+    "softplus": nn.Softplus,
+    "softsign": nn.Softsign,
+    "hardtanh": nn.Hardtanh,
+    "hardswish": nn.Hardswish,
+    "hardsigmoid": nn.Hardsigmoid,
+    "tanhshrink": nn.Tanhshrink,
+    "identity": nn.Identity,
+}
+
+
+def activation_class(name: str) -> type[nn.Module] | None:
+    """``relu``, ``ReLU``, ``nn.ReLU`` or ``torch.nn.ReLU`` -> ``torch.nn.ReLU``; None if unknown."""
+    key = name.strip().removeprefix("torch.").removeprefix("nn.").lower()
+    by_class = {cls.__name__.lower(): cls for cls in ACTIVATIONS.values()}
+    return ACTIVATIONS.get(key) or by_class.get(key)
+
+
+# Top-level SB3 arguments (any of the five algorithms; a key only applies where the class takes it).
+RULES: dict[str, Rule] = {
+    "learning_rate": _number_rule(0, low_open=True),
+    "buffer_size": _int_rule(1),
+    "batch_size": _int_rule(1),
+    "learning_starts": _int_rule(0),
+    "gamma": _number_rule(0, 1, low_open=True),
+    "tau": _number_rule(0, 1, low_open=True),
+    "train_freq": Rule(_train_freq_ok, "int >= 1, or [n, step] or [n, episode] with int n >= 1"),
+    # -1: as many gradient steps as env steps were collected since the last update.
+    "gradient_steps": _int_rule(1, -1),
+    "n_steps": _int_rule(1),
+    "target_update_interval": _int_rule(1),
+    "stats_window_size": _int_rule(1),
+    "ent_coef": Rule(_ent_coef_ok, "number >= 0, 'auto' or 'auto_<initial value > 0>'"),
+    "sde_sample_freq": _int_rule(-1),
+    "policy_delay": _int_rule(1),
+    "target_policy_noise": _number_rule(0, low_open=False),
+    "target_noise_clip": _number_rule(0, low_open=False),
+    "top_quantiles_to_drop_per_net": _int_rule(0),
+    "exploration_fraction": _number_rule(0, 1, low_open=False),
+    "exploration_initial_eps": _number_rule(0, 1, low_open=False),
+    "exploration_final_eps": _number_rule(0, 1, low_open=False),
+    # SB3's default is the int 10, but any positive norm is meant.
+    "max_grad_norm": _number_rule(0, low_open=True),
+}
+
+# Keys of algo.policy_kwargs; the others go to the policy class unchecked (it rejects unknown ones).
+POLICY_RULES: dict[str, Rule] = {
+    "net_arch": Rule(
+        _net_arch_ok,
+        "a list of layer widths >= 1 such as [256, 256], or {pi: [...], qf: [...]} (sac, td3, ddpg, tqc)",
+    ),
+    "activation_fn": Rule(
+        lambda v: isinstance(v, str) and activation_class(v) is not None, ", ".join(ACTIVATIONS)
+    ),
+    "n_critics": _int_rule(1),
+    "n_quantiles": _int_rule(1),
+}
+
+# Where an algorithm takes less than the rule above (DQN has one Q-network, no actor).
+POLICY_RULES_FOR: dict[str, dict[str, Rule]] = {
+    "dqn": {"net_arch": Rule(_widths_ok, "a list of layer widths >= 1 such as [256, 256] (dqn)")},
+}
+
+
 def check_algo_kwargs(algo: AlgoConfig, source: str = "preset") -> None:
-    """Reject kwargs the SB3 class does not take, or whose type contradicts its default."""
+    """Reject kwargs the SB3 class does not take, of the wrong type, or out of range (the rules above)."""
     cls = algo_class(algo.name)
     params = _parameters(cls)
     for key, value in algo.kwargs.items():
@@ -79,28 +238,48 @@ def check_algo_kwargs(algo: AlgoConfig, source: str = "preset") -> None:
                 pass
             else:
                 setattr(algo, key, value)
-        if not _compatible(value, default):
+        rule = RULES.get(key)
+        if rule is not None:
+            if not rule.ok(value):
+                raise UsageError(f"{source}: algo.{key} is {value!r}; valid: {rule.valid}")
+        elif not _compatible(value, default):
             raise UsageError(
-                f"{source}: algo.{key} must be {type(default).__name__} like its default {default!r}, "
-                f"got {value!r}"
+                f"{source}: algo.{key} is {value!r}; valid: {type(default).__name__} like its default "
+                f"{default!r}"
             )
+    _check_policy_kwargs(
+        algo.kwargs.get("policy_kwargs"), {**POLICY_RULES, **POLICY_RULES_FOR.get(algo.name, {})}, source
+    )
     if algo.noise_std is not None and algo.name not in ("td3", "ddpg", "sac", "tqc"):
         raise UsageError(f"{source}: algo.noise_std applies to continuous actions (sac, td3, ddpg, tqc)")
 
 
+def _check_policy_kwargs(policy_kwargs: Any, rules: dict[str, Rule], source: str) -> None:
+    if policy_kwargs is None:
+        return
+    if not isinstance(policy_kwargs, dict):
+        raise UsageError(
+            f"{source}: algo.policy_kwargs is {policy_kwargs!r}; valid: a mapping such as "
+            "{net_arch: [64, 64], activation_fn: relu}"
+        )
+    for key, value in policy_kwargs.items():
+        rule = rules.get(key)
+        if rule is not None and not rule.ok(value):
+            raise UsageError(f"{source}: algo.policy_kwargs.{key} is {value!r}; valid: {rule.valid}")
+
+
 def _compatible(value: Any, default: Any) -> bool:
-    """A light type check against the default's type; SB3 validates the rest on construction."""
+    """A light type check against the default's type, for arguments without a rule."""
     if default is inspect.Parameter.empty or default is None or value is None:
         return True
     if isinstance(default, bool):
         return isinstance(value, bool)
     if isinstance(default, int):
-        # train_freq / gradient_steps also take [n, "step"] pairs in SB3.
-        return (isinstance(value, int) and not isinstance(value, bool)) or isinstance(value, list)
+        return _is_int(value)
     if isinstance(default, float):
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return _is_number(value)
     if isinstance(default, str):
-        return isinstance(value, str) or (isinstance(value, (int, float)) and not isinstance(value, bool))
+        return isinstance(value, str) or _is_number(value)
     if isinstance(default, tuple):
         return isinstance(value, (list, tuple, int))
     return True
@@ -118,6 +297,15 @@ def make_model(
     cls = algo_class(algo.name)
     policy = "MultiInputPolicy" if isinstance(env.observation_space, spaces.Dict) else "MlpPolicy"
     kwargs = algo.kwargs
+    if isinstance(kwargs.get("train_freq"), list):
+        # SB3 reads only a tuple as (n, unit); YAML can only write a list.
+        kwargs["train_freq"] = tuple(kwargs["train_freq"])
+    policy_kwargs = kwargs.get("policy_kwargs")
+    if policy_kwargs and isinstance(policy_kwargs.get("activation_fn"), str):
+        # A copy: the config keeps the name, which is what config.yaml records. The class is
+        # pickled into the saved model, so `mtgc eval` needs no mapping back.
+        activation = activation_class(policy_kwargs["activation_fn"])
+        kwargs["policy_kwargs"] = {**policy_kwargs, "activation_fn": activation}
     if algo.noise_std is not None and algo.noise_std > 0:
         assert isinstance(env.action_space, spaces.Box)
         n_actions = env.action_space.shape[-1]
@@ -134,6 +322,9 @@ def make_model(
             device="cpu",
             **kwargs,
         )
-    except (TypeError, ValueError, AssertionError) as exc:
+    except Exception as exc:
+        # SB3 builds the buffer and networks here: whatever it raises (a TypeError for an unknown
+        # policy argument, a KeyError from a malformed net_arch, a MemoryError for a huge buffer)
+        # comes from the preset's values, before anything is written.
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UsageError(f"{algo.name} rejected the preset's algo settings: {message}") from exc

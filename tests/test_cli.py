@@ -113,7 +113,10 @@ def assert_one_line_error(result, code: int, *fragments: str) -> None:
     ("args", "fragments"),
     [
         (["train", "--preset", "fetch-rech"], ["unknown preset", "did you mean 'fetch-reach'", "valid:"]),
-        (["train", "--preset", "bit-flip", "--set", "algo.batch_size=lots"], ["algo.batch_size must be int"]),
+        (
+            ["train", "--preset", "bit-flip", "--set", "algo.batch_size=lots"],
+            ["algo.batch_size is 'lots'; valid: int >= 1"],
+        ),
         (["train", "--preset", "bit-flip", "--set", "algo.batch_sz=5"], ["did you mean 'batch_size'"]),
         (
             ["train", "--preset", "bit-flip", "--set", "env.id=FetchRech-v4"],

@@ -75,7 +75,7 @@ def test_load_by_path_and_overrides(tmp_path: Path) -> None:
         (BASE.replace("reward_type", "rewrd_type"), [], "did you mean 'reward_type'"),
         (BASE.replace("relabel:", "relable:"), [], "did you mean 'relabel'"),
         (BASE, ["algo.batch_sise=5"], "did you mean 'batch_size'"),
-        (BASE, ["algo.batch_size=abc"], "algo.batch_size must be int"),
+        (BASE, ["algo.batch_size=abc"], "algo.batch_size is 'abc'; valid: int >= 1"),
         (BASE, ["train.timesteps=-5"], "train.timesteps"),
         (BASE, ["relabel.strategy=sometimes"], "'future'"),
         (BASE, ["algo.name=ppo"], "'sac'"),
@@ -139,5 +139,63 @@ def test_yaml_exponent_without_dot_is_read_as_a_number(tmp_path: Path) -> None:
         write(tmp_path, BASE.replace("batch_size: 64", "batch_size: 64, learning_rate: 1e-3"))
     )
     assert config.algo.kwargs["learning_rate"] == pytest.approx(0.001)
-    with pytest.raises(UsageError, match=r"algo\.learning_rate must be float"):
+    with pytest.raises(UsageError, match=r"algo\.learning_rate is 'fast'; valid: number > 0"):
         presets.load(write(tmp_path, BASE), sets=["algo.learning_rate=fast"])
+
+
+# ---- range rules (algos.RULES / POLICY_RULES) ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "assignment",
+    [
+        "algo.gamma=1",
+        "algo.tau=1",
+        "algo.learning_starts=0",
+        "algo.gradient_steps=-1",
+        "algo.train_freq=[2, episode]",
+        "algo.ent_coef=auto_0.1",
+        "algo.ent_coef=0.05",
+        "algo.policy_kwargs.net_arch={pi: [64], qf: [64, 64]}",
+        "algo.policy_kwargs.net_arch=[]",
+        "algo.policy_kwargs.activation_fn=LeakyReLU",
+        "algo.policy_kwargs.activation_fn=torch.nn.GELU",
+    ],
+)
+def test_range_rules_accept_the_edges(tmp_path: Path, assignment: str) -> None:
+    presets.load(write(tmp_path, BASE), sets=[assignment])
+
+
+@pytest.mark.parametrize(
+    ("preset", "assignment", "message"),
+    [
+        (None, "algo.gamma=0", "algo.gamma is 0; valid: number in (0, 1]"),
+        (None, "algo.ent_coef=auto_x", "algo.ent_coef is 'auto_x'; valid: number >= 0, 'auto'"),
+        (None, "algo.ent_coef=-1", "algo.ent_coef is -1"),
+        (None, "algo.n_steps=0", "algo.n_steps is 0; valid: int >= 1"),
+        (None, "algo.buffer_size=1.5", "algo.buffer_size is 1.5; valid: int >= 1"),
+        (None, "algo.policy_kwargs.n_critics=0", "algo.policy_kwargs.n_critics is 0"),
+        (None, "algo.policy_kwargs=[64]", "algo.policy_kwargs is [64]; valid: a mapping"),
+        ("bit-flip", "algo.exploration_final_eps=1.5", "valid: number in [0, 1]"),
+        ("bit-flip", "algo.target_update_interval=0", "algo.target_update_interval is 0"),
+        # DQN has no actor: pi/qf widths would reach SB3 as a KeyError.
+        ("bit-flip", "algo.policy_kwargs.net_arch={pi: [64], qf: [64]}", "valid: a list of layer widths"),
+    ],
+)
+def test_range_rules_reject_out_of_range_values(
+    tmp_path: Path, preset: str | None, assignment: str, message: str
+) -> None:
+    with pytest.raises(UsageError) as info:
+        presets.load(preset or write(tmp_path, BASE), sets=[assignment])
+    assert message in str(info.value)
+
+
+def test_activation_names_map_to_torch_classes() -> None:
+    from torch import nn
+
+    from mtgc_cli.algos import activation_class
+
+    assert activation_class("relu") is nn.ReLU
+    assert activation_class("leaky_relu") is activation_class("LeakyReLU") is nn.LeakyReLU
+    assert activation_class("torch.nn.SiLU") is nn.SiLU
+    assert activation_class("softmax") is None  # needs a dim: not an elementwise activation
