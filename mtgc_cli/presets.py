@@ -75,11 +75,15 @@ class EnvConfig(_Section):
 
     @model_validator(mode="after")
     def _tasks_consistent(self) -> EnvConfig:
+        # Counted first: the checks below read tasks[0].
+        if self.tasks is not None and len(self.tasks) < 2:
+            raise ValueError(
+                f"env.tasks needs at least two tasks, got {self.task_labels}; valid: two or more task "
+                "names of env.id (e.g. [east, north]), or envs of their own ([{id: FetchPush-v4}, ...])"
+            )
         if (self.tasks is None or self.tasks[0].id is None) and self.id is None:
             raise ValueError("env.id is required (unless every entry of env.tasks has its own id)")
         if self.tasks is not None:
-            if len(self.tasks) < 2:
-                raise ValueError("env.tasks needs at least two tasks")
             kinds = {task.id is not None for task in self.tasks}
             if len(kinds) > 1:
                 raise ValueError("env.tasks must all be env ids or all be task names, not a mix")
@@ -338,6 +342,11 @@ def _describe(exc: ValidationError) -> str:
     if error["type"] == "literal_error":
         expected = error.get("ctx", {}).get("expected", "")
         return f"'{where}' is {error['input']!r}; valid: {expected}"
+    if error["type"] == "value_error" and isinstance(error.get("input"), dict):
+        # A whole-section check (a model validator): its message names the keys; the section's
+        # every value would only bury it.
+        message = str(error["msg"]).removeprefix("Value error, ")
+        return message if message.startswith(where) else f"'{where}': {message}"
     return f"'{where}': {error['msg']} (got {error.get('input')!r})"
 
 

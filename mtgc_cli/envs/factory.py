@@ -24,7 +24,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv,
 
 from mtgc_cli.envs.registry import register_envs
 from mtgc_cli.envs.wrappers import DictObservation, SuccessInfo, TaskOneHot
-from mtgc_cli.errors import UsageError
+from mtgc_cli.errors import MtgcError, UsageError
 from mtgc_cli.presets import EnvConfig
 
 TASK_KEY = "task"
@@ -82,8 +82,24 @@ def _make(env_id: str, kwargs: dict[str, Any]) -> gym.Env:
         warnings.simplefilter("ignore")
         try:
             return gym.make(env_id, disable_env_checker=True, **kwargs)
-        except TypeError as exc:
-            raise UsageError(f"{env_id} rejected env.kwargs {sorted(kwargs)}: {exc}") from exc
+        except MtgcError:
+            raise
+        except Exception as exc:
+            # Whatever the env's constructor raises on a bad value (TypeError, ValueError, an
+            # assert) is bad input here, at set-up: one line naming the env, its kwargs and the
+            # arguments it takes, before any run folder exists.
+            detail = str(exc).splitlines()[0] if str(exc) else ""
+            entry = gym.spec(env_id).entry_point
+            try:
+                creator = load_env_creator(entry) if isinstance(entry, str) else entry
+                params = inspect.signature(creator).parameters.values()
+                takes = ", ".join(f"**{q.name}" if q.kind == q.VAR_KEYWORD else q.name for q in params)
+            except Exception:
+                takes = f"see {entry}"
+            raise UsageError(
+                f"{env_id} could not be built with env.kwargs {kwargs}: {type(exc).__name__}: {detail}; "
+                f"valid: the keyword arguments of {entry}: {takes}"
+            ) from exc
 
 
 def _base_env(cfg: EnvConfig, task: int | None) -> gym.Env:
@@ -100,7 +116,26 @@ def _base_env(cfg: EnvConfig, task: int | None) -> gym.Env:
             "tasks": cfg.task_labels,
             "task": task,
         }
-        env = _make(cfg.id, kwargs)
+        try:
+            env = _make(cfg.id, kwargs)
+        except UsageError as exc:
+            # Most likely a name the env does not have: built with all its tasks, the env says
+            # which names it has. A failure here is a problem with env.kwargs themselves.
+            every = _make(cfg.id, {**cfg.kwargs, **_reward_kwargs(cfg.id, cfg.reward_type)})
+            names = [str(n) for n in getattr(every.unwrapped, "task_names", None) or []]
+            every.close()
+            if not names:
+                raise UsageError(
+                    f"env.tasks: {cfg.id} is not a multi-task env (no task_names); valid: give each "
+                    "task an env 'id' of its own, e.g. tasks: [{id: FetchPush-v4}, {id: FetchSlide-v4}]"
+                ) from exc
+            unknown = [label for label in cfg.task_labels if label not in names]
+            if unknown:
+                raise UsageError(
+                    f"env.tasks: {cfg.id} has no task {', '.join(map(repr, unknown))}; "
+                    f"valid: {', '.join(names)}"
+                ) from exc
+            raise
         if not hasattr(env.unwrapped, "task_names"):
             raise UsageError(f"env.tasks: {cfg.id} is not a multi-task env; give each task an 'id' instead")
         return env
