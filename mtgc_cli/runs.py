@@ -17,11 +17,13 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import re
 import shlex
 import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -54,6 +56,28 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             found[package] = "not installed"
     return found
+
+
+def check_runs_dir(root: Path) -> None:
+    """Raise :class:`UsageError` unless folders can be created under ``root``; leaves nothing behind.
+
+    Checked when the command line is read, so an unusable ``--runs-dir`` is bad input (exit 2)
+    reported before any env is built, rather than an error after the run has started.
+    """
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    valid = "valid: a folder you can write to, or one that can be created"
+    if not existing.is_dir():
+        raise UsageError(f"--runs-dir {root}: {existing} is not a folder; {valid}")
+    try:
+        # Permission bits do not tell (root ignores them; /proc refuses everyone): try it.
+        probe = tempfile.mkdtemp(prefix=".mtgc-write-check-", dir=existing)
+    except OSError as exc:
+        raise UsageError(
+            f"--runs-dir {root}: cannot create folders in {existing} ({exc.strerror or exc}); {valid}"
+        ) from exc
+    os.rmdir(probe)
 
 
 def new_run_dir(root: Path, config: RunConfig) -> Path:

@@ -20,4 +20,16 @@ Sets = Annotated[
         help="Override any preset key, type-checked: --set algo.batch_size=512 (repeatable).",
     ),
 ]
-RunsDir = Annotated[Path, typer.Option("--runs-dir", help="Where run folders are written.")]
+
+
+def _writable_runs_dir(value: Path) -> Path:
+    # Checked as the option is read: exit 2 before anything is built or written.
+    from mtgc_cli.runs import check_runs_dir
+
+    check_runs_dir(value)
+    return value
+
+
+RunsDir = Annotated[
+    Path, typer.Option("--runs-dir", help="Where run folders are written.", callback=_writable_runs_dir)
+]
