@@ -22,7 +22,7 @@ from gymnasium.envs.registration import load_env_creator
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
 
-from mtgc_cli.envs.registry import register_envs
+from mtgc_cli.envs.registry import register_envs, split_module
 from mtgc_cli.envs.wrappers import DictObservation, SuccessInfo, TaskOneHot
 from mtgc_cli.errors import MtgcError, UsageError
 from mtgc_cli.presets import EnvConfig
@@ -46,15 +46,22 @@ class GoalDistanceInfo(gym.Wrapper):
 
 
 def check_env_id(env_id: str) -> None:
+    """Raise :class:`UsageError` unless ``env_id`` (or ``module:EnvId``) names a registered env."""
     register_envs(env_id)
-    if env_id not in gym.registry:
+    module, name = split_module(env_id)
+    if name not in gym.registry:
         ids = list(gym.registry)
-        close = difflib.get_close_matches(env_id, ids, n=1, cutoff=0.6)
+        close = difflib.get_close_matches(name, ids, n=1, cutoff=0.6)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
+        if module is not None:
+            raise UsageError(
+                f"unknown env id '{env_id}': importing '{module}' did not register '{name}'{hint}; "
+                f"valid: an id that {module} registers with gymnasium.register"
+            )
         raise UsageError(
             f"unknown env id '{env_id}'{hint}; valid: registered gymnasium ids such as FetchReach-v4, "
-            'FetchPush-v4, mtgc/BitFlipping-v0, mtgc/PointTasks-v0 (`python -c "import gymnasium; '
-            'gymnasium.pprint_registry()"` lists them)'
+            "FetchPush-v4, mtgc/BitFlipping-v0, mtgc/PointTasks-v0, or module:EnvId for an env that your "
+            'own module registers (`python -c "import gymnasium; gymnasium.pprint_registry()"` lists ids)'
         )
 
 

@@ -1,10 +1,15 @@
 """Gymnasium registration of the env families mtgc uses, done once and only when needed.
 
 Importing gymnasium-robotics (MuJoCo) or Meta-World takes a while, so each family is imported
-on first use of one of its ids.
+on first use of one of its ids. A user's own env is named ``module:EnvId`` (gymnasium's
+``gym.make`` convention): importing ``module`` registers ``EnvId``.
 """
 
 from __future__ import annotations
+
+import importlib
+import os
+import sys
 
 import gymnasium as gym
 
@@ -56,11 +61,52 @@ def _register_metaworld() -> None:
         ) from exc
 
 
+def split_module(env_id: str) -> tuple[str | None, str]:
+    """``"mymod:MyReach-v0"`` -> ``("mymod", "MyReach-v0")``; a plain id -> ``(None, env_id)``."""
+    module, sep, name = env_id.partition(":")
+    return (module, name) if sep else (None, env_id)
+
+
+def import_env_module(env_id: str) -> None:
+    """Import the module of a ``module:EnvId`` id, which registers ``EnvId`` with gymnasium.
+
+    Every process that builds the env calls this (through :func:`register_envs`), so vec-env and
+    compare workers import the module themselves. The current folder is searched last, as
+    ``python script.py`` searches the script's folder: ``mtgc`` is an installed script, so without
+    this a module beside the user's preset would not be found. Spawned workers inherit the parent's
+    ``sys.path``, so they find it too.
+    """
+    module, name = split_module(env_id)
+    if module is None or module in sys.modules:
+        return
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.append(cwd)
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        # The named module itself (or its package) is missing, not something it imports.
+        if exc.name is not None and (exc.name == module or module.startswith(f"{exc.name}.")):
+            raise UsageError(
+                f"env id '{env_id}': no module named '{module}'; valid: a module in the current folder "
+                f"or on PYTHONPATH that registers '{name}' with gymnasium.register when imported"
+            ) from exc
+        raise UsageError(f"env id '{env_id}': importing '{module}' failed: {exc}") from exc
+    except Exception as exc:  # the user's module raised while importing: its own error, in one line
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        raise UsageError(
+            f"env id '{env_id}': importing '{module}' failed: {type(exc).__name__}: {detail}"
+        ) from exc
+
+
 def register_envs(*env_ids: str) -> None:
     """Register mtgc's ids, and the families that the given ids belong to (all when none given)."""
     families = {"mtgc"}
     for env_id in env_ids or ("Fetch",):
-        if env_id.startswith("Meta-World/"):
+        if split_module(env_id)[0] is not None:
+            # The user's module registers its own ids (and imports what they need).
+            import_env_module(env_id)
+        elif env_id.startswith("Meta-World/"):
             families.add("metaworld")
         elif not env_id.startswith("mtgc/") or env_id == "mtgc/FetchTasks-v0":
             families.add("robotics")
