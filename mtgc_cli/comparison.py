@@ -13,6 +13,7 @@ import json
 import multiprocessing
 import queue
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from scipy import stats
 from mtgc_cli import presets, runs
 from mtgc_cli.console import ProgressView, Snapshot, stderr
 from mtgc_cli.errors import RunFailed, UsageError
+from mtgc_cli.evaluation import wilson_interval
 from mtgc_cli.presets import RunConfig
 
 
@@ -166,63 +168,262 @@ def read_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     return steps, success
 
 
-def mean_interval(values: list[float]) -> tuple[float, float, float]:
-    """Mean and 95% Student-t interval across seeds, clipped to [0, 1] for success rates."""
-    data = np.asarray(values, dtype=float)
-    mean = float(data.mean())
-    if len(data) < 2:
-        return mean, mean, mean
-    half = float(stats.t.ppf(0.975, len(data) - 1) * data.std(ddof=1) / np.sqrt(len(data)))
-    return mean, max(0.0, mean - half), min(1.0, mean + half)
+# Statistics across seeds. Intervals follow rliable (Agarwal et al. 2021): the interquartile mean
+# and percentile intervals from a stratified bootstrap over runs. rliable itself is not a
+# dependency: 1.2.0 needs arch<8, which fails to import with pandas 3 (what pip picks today),
+# and it would pull pandas, statsmodels, arch and seaborn (about 250 MB) for two functions that
+# scipy provides: ``stats.bootstrap`` with one sample per task is exactly the stratified
+# bootstrap, and ``stats.trim_mean(x, 0.25)`` is rliable's ``aggregate_iqm``.
+
+CONFIDENCE = 0.95
+BOOTSTRAP_RESAMPLES = 10_000
+THRESHOLDS = (50, 90)  # percent, for steps-to-threshold
+HOLD_EVALS = 2  # a threshold counts as reached once it holds for this many consecutive evals
+
+Statistic = Callable[..., np.ndarray]
 
 
-def steps_to(steps: np.ndarray, success: np.ndarray, threshold: float) -> float | None:
-    reached = np.flatnonzero(success >= threshold)
-    return float(steps[reached[0]]) if len(reached) else None
+@dataclass(frozen=True)
+class Estimate:
+    """A point estimate and its 95% interval; no interval (``None``) from fewer than 2 seeds."""
+
+    value: float
+    low: float | None
+    high: float | None
 
 
-def aggregate(cells: list[Cell]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Per-strategy rows (final success mean, interval; steps to 50%/90%; wall s) and per-run rows."""
+def iqm(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Interquartile mean of all scores pooled (rliable's ``aggregate_iqm``): the mean of the
+    middle 50%, robust to one lucky or broken seed, less noisy than the median."""
+    return np.asarray(stats.trim_mean(np.concatenate(samples, axis=axis), 0.25, axis=axis))
+
+
+def pooled_mean(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.asarray(np.concatenate(samples, axis=axis).mean(axis=axis))
+
+
+def stratified_bootstrap(scores: np.ndarray, statistic: Statistic) -> tuple[float, float] | None:
+    """95% percentile bootstrap interval of ``statistic`` over ``scores`` (seeds, tasks).
+
+    Each task's column is resampled over seeds on its own (rliable's ``StratifiedBootstrap``),
+    so every resample keeps every task. ``None`` for fewer than 2 seeds: one seed has no spread.
+    The generator is fixed so that the same runs always print the same interval.
+    """
+    if scores.shape[0] < 2:
+        return None
+    result = stats.bootstrap(
+        tuple(scores.T),
+        statistic,
+        n_resamples=BOOTSTRAP_RESAMPLES,
+        confidence_level=CONFIDENCE,
+        method="percentile",
+        vectorized=True,
+        rng=np.random.default_rng(0),
+    )
+    interval = result.confidence_interval
+    return float(interval.low), float(interval.high)
+
+
+def pooled_wilson(run_success: np.ndarray, episodes_per_run: int) -> tuple[float, float, float]:
+    """Success rate of all runs' final eval episodes pooled, with its 95% Wilson interval."""
+    n = len(run_success) * episodes_per_run
+    successes = float(np.round(run_success * episodes_per_run).sum())
+    low, high = wilson_interval(successes, n)
+    return successes / n, low, high
+
+
+def success_estimate(scores: np.ndarray, episodes_per_run: int, statistic: Statistic) -> Estimate:
+    """``statistic`` of final success over (seeds, tasks), with an interval that covers both noises.
+
+    The bootstrap over seeds sees only seed-to-seed spread: seeds that agree (all at 1.00) give
+    a zero-width interval although each seed's rate is itself an estimate from a few episodes.
+    The interval is therefore widened, where narrower, to the Wilson interval of all final eval
+    episodes pooled (3 seeds x 25 episodes, all successes: [0.95, 1.00], not [1.00, 1.00]).
+    """
+    value = float(statistic(*scores.T))
+    boot = stratified_bootstrap(scores, statistic)
+    if boot is None:
+        return Estimate(value, None, None)
+    _, wilson_low, wilson_high = pooled_wilson(scores.mean(axis=1), episodes_per_run)
+    return Estimate(value, max(0.0, min(boot[0], wilson_low)), min(1.0, max(boot[1], wilson_high)))
+
+
+def paired_difference(
+    scores: np.ndarray, baseline: np.ndarray, episodes_per_run: int, baseline_episodes_per_run: int
+) -> Estimate:
+    """Mean over seeds of (strategy - baseline) final success, seed by seed (same seed, same
+    initial network and env seeds), with a stratified bootstrap interval of that mean.
+
+    Seed s of every strategy starts from the same network weights and env seeds; pairing takes
+    the difference within each seed, so what a seed's runs share (an easy or a hard draw) drops
+    out instead of widening the interval as in two unpaired means. As for a level, the interval
+    is widened where narrower to Newcombe's interval for the difference of the two pooled episode
+    rates (the Wilson-based hybrid score interval), so two strategies that both score 1.00
+    everywhere do not print an exact 0.00 [0.00, 0.00].
+    """
+    diffs = scores - baseline
+    value = float(diffs.mean())
+    boot = stratified_bootstrap(diffs, pooled_mean)
+    if boot is None:
+        return Estimate(value, None, None)
+    p1, low1, high1 = pooled_wilson(scores.mean(axis=1), episodes_per_run)
+    p2, low2, high2 = pooled_wilson(baseline.mean(axis=1), baseline_episodes_per_run)
+    newcombe_low = p1 - p2 - float(np.hypot(p1 - low1, high2 - p2))
+    newcombe_high = p1 - p2 + float(np.hypot(high1 - p1, p2 - low2))
+    return Estimate(value, max(-1.0, min(boot[0], newcombe_low)), min(1.0, max(boot[1], newcombe_high)))
+
+
+def steps_to(
+    steps: np.ndarray, success: np.ndarray, threshold: float, hold: int = HOLD_EVALS
+) -> float | None:
+    """The first eval step from which success stays at or above ``threshold`` for ``hold``
+    consecutive evals; ``None`` if it never does (a single lucky eval does not count, and a
+    threshold first met at the last eval cannot be confirmed, so that run is censored)."""
+    ok = success >= threshold
+    for i in range(len(ok) - hold + 1):
+        if ok[i : i + hold].all():
+            return float(steps[i])
+    return None
+
+
+@dataclass(frozen=True)
+class TimeToThreshold:
+    """Steps to a threshold across seeds, with the seeds that never got there right-censored."""
+
+    median: float | None  # Kaplan-Meier median; None while fewer than half the seeds got there
+    reached: int
+    censored: int
+    censored_at: float | None  # the longest a censored seed was followed (its last eval step)
+
+
+def time_to_threshold(times: list[float | None], horizons: list[float]) -> TimeToThreshold:
+    """Kaplan-Meier median of steps to a threshold (scipy's ``ecdf`` on right-censored data).
+
+    A seed that never got there is censored at its last eval step rather than dropped: averaging
+    only the seeds that made it hides the ones that did not. With runs of equal length this is
+    the median over all seeds counting a censored seed as later than any reached one.
+    """
+    reached = [t for t in times if t is not None]
+    censored = [h for t, h in zip(times, horizons, strict=True) if t is None]
+    censored_at = max(censored) if censored else None
+    if not reached:
+        return TimeToThreshold(None, 0, len(censored), censored_at)
+    survival = stats.ecdf(stats.CensoredData(uncensored=reached, right=censored)).sf
+    # The survival function only drops at reached times, so the first step where at most half
+    # the seeds are still below the threshold is a reached time.
+    below = np.flatnonzero(survival.probabilities <= 0.5)
+    median = float(survival.quantiles[below[0]]) if len(below) else None
+    return TimeToThreshold(median, len(reached), len(censored), censored_at)
+
+
+def eval_episodes_per_run(config: RunConfig) -> int:
+    """Episodes in one final eval: ``train.eval_episodes`` for each task."""
+    return config.train.eval_episodes * max(1, len(config.env.task_labels))
+
+
+def _final_scores(summary: dict[str, Any]) -> list[float]:
+    """A run's final success per task (one value for a single-task run): the bootstrap's strata."""
+    per_task = summary.get("final_task_success")
+    return list(per_task.values()) if per_task else [summary["final_eval_success"]]
+
+
+def aggregate(
+    cells: list[Cell], baseline: str | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Per-strategy rows and per-run rows.
+
+    A strategy's row: final success IQM and mean with 95% intervals over seeds, the paired
+    difference of its mean against ``baseline`` (default: the first strategy), the Kaplan-Meier
+    median steps to 50% and 90% with reached and censored seeds, and mean wall seconds.
+    """
     per_run = []
     for cell in cells:
         summary = runs.read_summary(cell.run_dir)
-        if summary is None:
-            continue
+        if summary is None or summary.get("final_eval_success") is None:
+            continue  # not run, or stopped before its first eval: nothing to aggregate
         steps, success = read_curve(cell.run_dir)
-        per_run.append(
-            {
-                "strategy": cell.strategy,
-                "seed": cell.seed,
-                "run_dir": str(cell.run_dir),
-                "final_success": summary["final_eval_success"],
-                "final_task_success": summary.get("final_task_success"),
-                "wall_seconds": summary["seconds"],
-                "steps_to_50": steps_to(steps, success, 0.5),
-                "steps_to_90": steps_to(steps, success, 0.9),
-                "curve": {"steps": steps.tolist(), "success": success.tolist()},
-            }
-        )
+        run_row: dict[str, Any] = {
+            "strategy": cell.strategy,
+            "seed": cell.seed,
+            "run_dir": str(cell.run_dir),
+            "final_success": summary["final_eval_success"],
+            "final_task_success": summary.get("final_task_success"),
+            "final_scores": _final_scores(summary),
+            "eval_episodes": eval_episodes_per_run(cell.config),
+            "wall_seconds": summary["seconds"],
+            # Where a seed that never reached a threshold stops being followed.
+            "last_eval_step": float(steps[-1]) if len(steps) else 0.0,
+        }
+        for threshold in THRESHOLDS:
+            run_row[f"steps_to_{threshold}"] = steps_to(steps, success, threshold / 100)
+        run_row["curve"] = {"steps": steps.tolist(), "success": success.tolist()}
+        per_run.append(run_row)
+    strategies = list(dict.fromkeys(cell.strategy for cell in cells))
+    baseline = baseline or strategies[0]
+    by_strategy = {s: [r for r in per_run if r["strategy"] == s] for s in strategies}
+    base_runs = {r["seed"]: r for r in by_strategy[baseline]}
     rows = []
-    for strategy in dict.fromkeys(cell.strategy for cell in cells):
-        mine = [r for r in per_run if r["strategy"] == strategy]
+    for strategy, mine in by_strategy.items():
         if not mine:
             continue
-        mean, low, high = mean_interval([r["final_success"] for r in mine])
+        scores = np.array([r["final_scores"] for r in mine], dtype=float)
+        episodes = mine[0]["eval_episodes"]
+        level = success_estimate(scores, episodes, pooled_mean)
+        robust = success_estimate(scores, episodes, iqm)
         row: dict[str, Any] = {
             "strategy": strategy,
             "seeds": len(mine),
-            "final_success_mean": mean,
-            "final_success_low": low,
-            "final_success_high": high,
-            "wall_seconds_mean": float(np.mean([r["wall_seconds"] for r in mine])),
+            "final_success_mean": level.value,
+            "final_success_low": level.low,
+            "final_success_high": level.high,
+            "final_success_iqm": robust.value,
+            "final_success_iqm_low": robust.low,
+            "final_success_iqm_high": robust.high,
+            "eval_episodes_per_run": episodes,
+            "baseline": baseline,
         }
-        for threshold in ("50", "90"):
-            reached = [r[f"steps_to_{threshold}"] for r in mine if r[f"steps_to_{threshold}"] is not None]
-            # The mean over the seeds that got there; the table shows how many did.
-            row[f"steps_to_{threshold}"] = float(np.mean(reached)) if reached else None
-            row[f"reached_{threshold}"] = len(reached)
+        pairs = [(r, base_runs[r["seed"]]) for r in mine if r["seed"] in base_runs]
+        if strategy != baseline and pairs:
+            diff = paired_difference(
+                np.array([r["final_scores"] for r, _ in pairs], dtype=float),
+                np.array([b["final_scores"] for _, b in pairs], dtype=float),
+                episodes,
+                pairs[0][1]["eval_episodes"],
+            )
+            row.update(diff_mean=diff.value, diff_low=diff.low, diff_high=diff.high, diff_pairs=len(pairs))
+        else:
+            row.update(diff_mean=None, diff_low=None, diff_high=None, diff_pairs=0)
+        for threshold in THRESHOLDS:
+            t = time_to_threshold(
+                [r[f"steps_to_{threshold}"] for r in mine], [r["last_eval_step"] for r in mine]
+            )
+            row[f"steps_to_{threshold}_median"] = t.median
+            row[f"reached_{threshold}"] = t.reached
+            row[f"censored_{threshold}"] = t.censored
+            row[f"censored_{threshold}_at"] = t.censored_at
+        row["wall_seconds_mean"] = float(np.mean([r["wall_seconds"] for r in mine]))
         rows.append(row)
     return rows, per_run
+
+
+STATISTICS = {
+    "final_success": (
+        "mean and IQM (interquartile mean, rliable's aggregate_iqm) of the final eval success over "
+        "seeds x tasks; 95% percentile interval from a stratified bootstrap over seeds (each task "
+        f"resampled on its own, {BOOTSTRAP_RESAMPLES} resamples), widened where narrower to the "
+        "Wilson interval of all final eval episodes pooled; null from fewer than 2 seeds"
+    ),
+    "diff": (
+        "mean over seeds of (strategy - baseline) final success, paired by seed; 95% stratified "
+        "bootstrap interval, widened where narrower to Newcombe's interval of the two pooled "
+        "episode rates; null from fewer than 2 pairs"
+    ),
+    "steps_to": (
+        f"a run reaches a threshold at the first eval from which success holds at or above it for "
+        f"{HOLD_EVALS} consecutive evals; across seeds, the Kaplan-Meier median with seeds that never "
+        "reached it censored at their last eval (null while fewer than half reached it)"
+    ),
+}
 
 
 def plot_curves(per_run: list[dict[str, Any]], path: Path, title: str) -> None:
@@ -278,6 +479,8 @@ def write_outputs(
                 "preset": preset,
                 "workers": workers,
                 "wall_seconds": round(wall_seconds, 2),
+                "baseline": rows[0]["baseline"] if rows else None,
+                "statistics": STATISTICS,
                 "strategies": rows,
                 "runs": per_run,
             },
@@ -302,9 +505,14 @@ def compare(
     timesteps: int | None = None,
     sets: list[str] | None = None,
     command: list[str] | None = None,
+    baseline: str | None = None,
 ) -> tuple[Path, list[dict[str, Any]], float]:
+    """Run the grid and aggregate it; ``baseline`` (default: the first strategy) is the strategy
+    that every other one is compared with, seed by seed."""
     if workers <= 0:
         raise UsageError(f"--workers must be at least 1, got {workers}")
+    if baseline is not None and baseline not in strategies:
+        raise UsageError(f"--baseline {baseline} is not among --strategies; valid: {', '.join(strategies)}")
     folder, cells = expand(preset, strategies, n_seeds, root, name, timesteps, sets)
     # Check that the env supports every strategy before any worker starts.
     from mtgc_cli.training import prepare
@@ -322,7 +530,7 @@ def compare(
     with view.live():
         failures = run_grid(cells, finished, workers, view, command or ["mtgc", "compare"])
     wall = time.perf_counter() - start
-    rows, per_run = aggregate(cells)
+    rows, per_run = aggregate(cells, baseline)
     write_outputs(folder, cells[0].config.name, rows, per_run, wall, workers)
     if failures:
         for failure in failures:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -112,25 +113,73 @@ def eval_table(result: EvalResult, title: str) -> Table:
 
 
 def compare_table(title: str, rows: Sequence[dict[str, Any]]) -> Table:
-    table = Table(title=title)
+    """One row per strategy; the statistics are those of ``comparison.aggregate``.
+
+    Each cell holds the estimate on its first line and its interval or seed counts on the second,
+    so that eight columns fit a 120-column terminal and wrap cleanly on a narrower one.
+    """
+    baseline = rows[0]["baseline"] if rows else "-"
+    table = Table(
+        title=title,
+        caption=(
+            "IQM: interquartile mean. [ ]: 95% stratified bootstrap over seeds, at least as wide as "
+            f"the pooled episodes' Wilson interval; n/a from 1 seed. vs {baseline}: mean difference, "
+            "paired by seed. steps: Kaplan-Meier median (seeds reached/all; unreached seeds censored "
+            "at their last eval), a threshold counting once it holds for 2 evals in a row."
+        ),
+    )
     table.add_column("strategy", no_wrap=True)
-    for column in ("seeds", "final success [95% CI]", "steps to 50%", "steps to 90%", "wall s"):
-        table.add_column(column, justify="right", no_wrap=column.startswith("final"))
+    for column in ("seeds", "IQM", "mean", f"vs {baseline}", "steps to 50%", "steps to 90%", "wall s"):
+        # fold, not ellipsis: a narrow terminal wraps a figure rather than cutting it
+        table.add_column(column, justify="right", overflow="fold")
     for row in rows:
+        if row["strategy"] == baseline:
+            versus = "-"  # the header names it
+        elif row["diff_mean"] is None:
+            versus = "no shared\nseeds"
+        else:
+            versus = _with_interval(
+                row["diff_mean"], row["diff_low"], row["diff_high"], signed=True, sep="\n"
+            )
         table.add_row(
             row["strategy"],
             str(row["seeds"]),
-            _with_interval(row["final_success_mean"], row["final_success_low"], row["final_success_high"]),
-            _steps(row["steps_to_50"], row["reached_50"], row["seeds"]),
-            _steps(row["steps_to_90"], row["reached_90"], row["seeds"]),
+            _with_interval(
+                row["final_success_iqm"],
+                row["final_success_iqm_low"],
+                row["final_success_iqm_high"],
+                sep="\n",
+            ),
+            _with_interval(
+                row["final_success_mean"], row["final_success_low"], row["final_success_high"], sep="\n"
+            ),
+            versus,
+            *(_steps(row, threshold) for threshold in (50, 90)),
             f"{row['wall_seconds_mean']:.0f}",
         )
     return table
 
 
-def _with_interval(value: float, low: float, high: float) -> str:
-    return f"{value:.2f} [{low:.2f}, {high:.2f}]"
+def _with_interval(
+    value: float, low: float | None, high: float | None, signed: bool = False, sep: str = " "
+) -> str:
+    """``0.93 [0.86, 0.99]``; ``[n/a]`` where there is no interval (one seed has no spread)."""
+
+    def fmt(v: float) -> str:
+        # round first and add 0.0: a -0.001 prints as 0.00, never -0.00
+        return f"{round(v, 2) + 0.0:{'+.2f' if signed else '.2f'}}"
+
+    if low is None or high is None:
+        return fmt(value) + sep + escape("[n/a]")  # escaped: Rich would read [n/a] as a style tag
+    return f"{fmt(value)}{sep}[{fmt(low)}, {fmt(high)}]"
 
 
-def _steps(mean: float | None, reached: int, seeds: int) -> str:
-    return "never" if mean is None else f"{mean:,.0f} ({reached}/{seeds})"
+def _steps(row: dict[str, Any], threshold: int) -> str:
+    """``5,500`` over ``(3/5; 2 censored)``: the median over all seeds, censored ones included;
+    ``> 8,000`` while fewer than half the seeds got there (the median is past the runs' end)."""
+    median = row[f"steps_to_{threshold}_median"]
+    reached, censored = row[f"reached_{threshold}"], row[f"censored_{threshold}"]
+    counts = f"({reached}/{reached + censored}" + (f"; {censored} censored)" if censored else ")")
+    if median is None:
+        return f"> {row[f'censored_{threshold}_at']:,.0f}\n{counts}"
+    return f"{median:,.0f}\n{counts}"

@@ -26,13 +26,26 @@ def compare(
     timesteps: options.Timesteps = None,
     sets: options.Sets = None,
     runs_dir: options.RunsDir = Path("runs"),
+    baseline: Annotated[
+        str | None,
+        typer.Option(help="Strategy the others are compared with, seed by seed (default: the first)."),
+    ] = None,
 ) -> None:
     """Compare relabel strategies across seeds: table, compare.json, compare.csv, curves.png."""
     from mtgc_cli.comparison import compare as run_compare
 
     names = [s.strip() for s in strategies.split(",") if s.strip()]
     folder, rows, wall = run_compare(
-        preset, names, seeds, workers, runs_dir, name, timesteps, sets or [], command=invocation()
+        preset,
+        names,
+        seeds,
+        workers,
+        runs_dir,
+        name,
+        timesteps,
+        sets or [],
+        command=invocation(),
+        baseline=baseline,
     )
     stdout.print(compare_table(f"{preset}: final eval success over seeds ({wall:.0f} s wall)", rows))
     stdout.print(f"written: {folder}/compare.json, compare.csv, curves.png")
