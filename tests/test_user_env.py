@@ -101,7 +101,11 @@ def test_train_and_eval_a_user_env_by_module_id(user_folder: Path) -> None:
 
 
 def test_compare_workers_import_the_user_module(user_folder: Path) -> None:
-    result = mtgc(user_folder, "compare", *RUN, "--strategies", "future", "--seeds", "1", "--workers", "1")
+    # One in-process env per worker: the spawned worker's import is the point (train covers subproc).
+    in_process = ["--set", "env.n_envs=1", "--set", "env.vec_env=dummy"]
+    result = mtgc(
+        user_folder, "compare", *RUN, *in_process, "--strategies", "future", "--seeds", "1", "--workers", "1"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(
         (user_folder / "runs" / "compare" / "bit-flip" / "future-s0" / "summary.json").read_text()
