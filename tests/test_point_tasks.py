@@ -147,3 +147,21 @@ def test_task_reward_matches_step_rewards(reward_type: str) -> None:
 def test_argument_validation(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         PointTasksEnv(**kwargs)
+
+
+def test_terminate_on_success_and_task_terminated() -> None:
+    """With terminate_on_success the episode ends at the task's target; task_terminated agrees per task."""
+    env = PointTasksEnv(terminate_on_success=True)
+    env.reset(seed=0, options={"task": 1})  # north
+    flags = []
+    for _ in range(10):
+        direction = (env.targets[1] - env._pos) / env.step_size
+        _, reward, terminated, _, info = env.step(np.clip(direction, -1, 1).astype(np.float32))
+        flags.append(terminated)
+        if terminated:
+            break
+    assert flags[-1] and not any(flags[:-1]) and reward == 0.0 and info["is_success"] == 1.0
+    at_north = {"observation": np.stack([env._pos] * 4)}
+    np.testing.assert_array_equal(env.task_terminated(np.arange(4), at_north), [False, True, False, False])
+    # Without the option no task ever terminates, even at its target.
+    assert not PointTasksEnv().task_terminated(np.arange(4), at_north).any()

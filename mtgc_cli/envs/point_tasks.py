@@ -37,8 +37,9 @@ class PointTasksEnv(gym.Env):
       ``2 pi k / n_tasks`` (for 4 tasks: east, north, west, south).
     - Reward for task ``k`` with ``d = ||pos' - target_k||``: sparse ``-(d > distance_threshold)``
       (0 or -1), dense ``-d``. ``info["is_success"] = float(d <= distance_threshold)``.
-    - Episodes never terminate (a fixed horizon keeps relabeled rewards consistent); the env
-      truncates itself after ``max_episode_steps`` steps, with or without a ``TimeLimit``.
+    - Episodes end by truncation after ``max_episode_steps`` steps (the env truncates itself, with
+      or without a ``TimeLimit``); with ``terminate_on_success`` they also terminate when the point
+      is within ``distance_threshold`` of the current task's target.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
@@ -53,6 +54,7 @@ class PointTasksEnv(gym.Env):
         task: int | None = None,
         max_episode_steps: int = 30,
         tasks: Sequence[str] | None = None,
+        terminate_on_success: bool = False,
     ) -> None:
         """Build the env.
 
@@ -67,6 +69,8 @@ class PointTasksEnv(gym.Env):
             max_episode_steps: the env truncates after this many steps (>= 1).
             tasks: names of the tasks to keep, in one-hot order (a preset's ``env.tasks``);
                 ``None`` keeps all ``n_tasks``.
+            terminate_on_success: end the episode (``terminated``) when the current task's target
+                is reached; relabeling then recomputes termination with ``task_terminated``.
 
         Raises:
             ValueError: any argument out of range.
@@ -102,6 +106,7 @@ class PointTasksEnv(gym.Env):
         self.reward_type = reward_type
         self.fixed_task = task
         self.max_episode_steps = int(max_episode_steps)
+        self.terminate_on_success = bool(terminate_on_success)
 
         self.task_names: tuple[str, ...] = all_names
         self.shares_dynamics: bool = True
@@ -157,9 +162,10 @@ class PointTasksEnv(gym.Env):
         self._pos = np.clip(self._pos + move, -1.0, 1.0).astype(np.float32, copy=False)
         self._elapsed += 1
         reward, success = self._reward_and_success(self._pos)
+        terminated = self.terminate_on_success and success == 1.0
         truncated = self._elapsed >= self.max_episode_steps
         info = {"task": self.task, "is_success": success}
-        return {"observation": self._pos.copy()}, reward, False, truncated, info
+        return {"observation": self._pos.copy()}, reward, terminated, truncated, info
 
     def task_reward(self, task: np.ndarray, next_obs: dict[str, np.ndarray]) -> np.ndarray:
         """Rewards that ``step`` would have given under other tasks, for a batch of next observations.
@@ -176,3 +182,18 @@ class PointTasksEnv(gym.Env):
         if self.reward_type == "dense":
             return (-d).astype(np.float32)
         return (d <= self.distance_threshold).astype(np.float32) - np.float32(1.0)
+
+    def task_terminated(self, task: np.ndarray, next_obs: dict[str, np.ndarray]) -> np.ndarray:
+        """Whether ``step`` would have terminated under other tasks, for a batch of next observations.
+
+        Args:
+            task: (B,) int task indices.
+            next_obs: ``{"observation": (B, 2)}`` raw positions after the step.
+
+        Returns:
+            (B,) bool: the row's target reached, with ``terminate_on_success``; all False without.
+        """
+        if not self.terminate_on_success:
+            return np.zeros(len(task), dtype=bool)
+        pos = np.asarray(next_obs["observation"], dtype=np.float32)
+        return _distance(pos, self.targets[np.asarray(task, dtype=np.int64)]) <= self.distance_threshold
