@@ -114,3 +114,46 @@ def test_works_under_time_limit_and_subset_and_errors() -> None:
         np.stack([obs["observation"][3:6], obs["observation"][0:3]]),
     )
     env.close()
+
+
+def test_push_and_lift_rewards_tell_the_block_height_apart(env: FetchTasksEnv) -> None:
+    """The block at its goal on the table succeeds at push only; lifted at its goal, at lift only."""
+    obs, _ = env.reset(seed=2, options={"task": PUSH})
+    rest = env.height_offset
+    on_table, lifted = obs["observation"].copy(), obs["observation"].copy()
+    on_table[3:6] = [1.3, 0.75, rest]
+    lifted[3:6] = [1.3, 0.75, rest + 0.2]
+    observation = np.stack([on_table, on_table, lifted, lifted])
+    batch = {"observation": observation, "desired_goal": observation[:, 3:6]}  # each block at its goal
+    rewards = env.task_reward(np.array([PUSH, LIFT, PUSH, LIFT]), batch)
+    np.testing.assert_array_equal(rewards, [0.0, -1.0, -1.0, 0.0])
+    # Dense: the block's height on the wrong side of 5 cm is added to the distance (0 here).
+    dense = FetchTasksEnv(reward_type="dense")
+    np.testing.assert_allclose(
+        dense.task_reward(np.array([PUSH, LIFT, PUSH, LIFT]), batch), [0.0, -0.05, -0.15, 0.0], atol=1e-6
+    )
+    dense.close()
+
+
+def test_height_rule_keeps_each_tasks_own_goal_rewards(env: FetchTasksEnv) -> None:
+    """On goals from a task's own distribution the sparse reward is still -(d > threshold)."""
+    rng = np.random.default_rng(0)
+    for task in (PUSH, LIFT):
+        goals = np.stack([env.reset(options={"task": task})[0]["desired_goal"] for _ in range(20)])
+        goals = np.repeat(goals, 50, axis=0)
+        observation = np.zeros((len(goals), 25))
+        observation[:, 3:6] = goals + rng.uniform(-0.06, 0.06, size=goals.shape)
+        rewards = env.task_reward(
+            np.full(len(goals), task), {"observation": observation, "desired_goal": goals}
+        )
+        plain = (np.linalg.norm(observation[:, 3:6] - goals, axis=1) <= 0.05).astype(np.float32) - 1
+        np.testing.assert_array_equal(rewards, plain)
+        assert (rewards == 0).sum() > 100
+
+
+def test_no_task_terminates(env: FetchTasksEnv) -> None:
+    obs, _ = env.reset(seed=3)
+    terminated = env.task_terminated(
+        np.array([REACH, PUSH, LIFT]), {k: np.stack([v] * 3) for k, v in obs.items()}
+    )
+    assert terminated.dtype == bool and not terminated.any()

@@ -124,9 +124,12 @@ def test_fetch_tasks_cross_task_and_goal_relabel_match_independent_rewards() -> 
     achieved = np.where((names == "reach")[:, None], obs[:, 0:3], obs[:, 3:6])
     assert np.allclose(batch.next_observations["achieved_goal"].numpy(), achieved)
     goal = batch.next_observations["desired_goal"].numpy()
-    expected = -(np.linalg.norm(achieved - goal, axis=1) > 0.05).astype(np.float32)
-    assert np.array_equal(batch.rewards.numpy().ravel(), expected)
-    assert (expected == 0).sum() > 10  # future goals make successes that the raw data lacks
+    # push needs the block on the table, lift needs it lifted (5 cm above its resting height).
+    lifted = obs[:, 5] >= env.get_attr("height_offset", indices=[0])[0] + 0.05
+    height_ok = np.where(names == "push", ~lifted, np.where(names == "lift", lifted, True))
+    expected = (np.linalg.norm(achieved - goal, axis=1) <= 0.05) & height_ok
+    assert np.array_equal(batch.rewards.numpy().ravel(), expected.astype(np.float32) - 1)
+    assert expected.sum() > 10  # future goals make successes that the raw data lacks
     env.close()
 
 

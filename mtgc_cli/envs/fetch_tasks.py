@@ -11,9 +11,19 @@ Tasks, each with its own achieved goal (read from the 25-dim observation) and go
   tighter than FetchReach's so the goal stays above the block and table).
 - ``push``: achieved goal = block position ``observation[3:6]``; goal on the table (z = the
   block's initial height), xy = initial gripper xy + uniform(-0.15, 0.15), as in FetchPush.
+  Success also needs the block *on the table* (not lifted, see below).
 - ``lift``: achieved goal = block position; goal in the air, xy as for push and
   z = block's initial height + uniform(0.1, 0.3), like FetchPickAndPlace with the target always
-  in the air (0.1 m minimum so the resting block never counts as lifted).
+  in the air (0.1 m minimum so the resting block never counts as lifted). Success also needs the
+  block *lifted*.
+
+The block counts as lifted when its centre is at least 0.05 m above its resting height. Push and
+lift share the achieved goal, so without this rule their rewards would be equal for every state
+and goal and cross-task relabeling could not tell them apart; with it, no state succeeds at both.
+On each task's own goals the sparse reward is unchanged: a lift goal is at least 0.1 m up, so
+within the 0.05 m threshold the block is lifted anyway, and a push goal is on the table, so within
+the threshold the block is at most 0.05 m up. The dense reward adds the block's vertical distance
+to the allowed side of that height.
 
 The env never truncates itself: like gymnasium-robotics' Fetch envs it relies on a ``TimeLimit``
 (50 steps in mtgc's registration); no ``max_episode_steps`` argument is needed.
@@ -39,6 +49,11 @@ _ACHIEVED_GOAL_START = {"reach": 0, "push": 3, "lift": 3}
 _TARGET_RANGE = 0.15
 _REACH_Z_RANGE = (-0.1, 0.15)
 _LIFT_HEIGHT_RANGE = (0.1, 0.3)
+# Height (m) above its resting height from which the block counts as lifted: the bottom of the
+# 5 cm cube is then 2.5 cm clear of the table, above what tilting it while pushing gives (about 1 cm).
+_LIFTED = 0.05
+# What each task asks of the block's height: +1 lifted, -1 not lifted (on the table), 0 nothing.
+_HEIGHT_RULE = {"reach": 0, "push": -1, "lift": 1}
 
 
 def _goal_distance(achieved_goal: np.ndarray, desired_goal: np.ndarray) -> np.ndarray:
@@ -51,8 +66,10 @@ class FetchTasksEnv(MujocoFetchPickAndPlaceEnv):
 
     Observation ``Dict``: ``observation`` (25,), ``achieved_goal`` (3,) under the current task,
     ``desired_goal`` (3,); all float64 as in gymnasium-robotics. Action ``Box(-1, 1, (4,))``.
-    Reward: sparse ``-(d > distance_threshold)`` (0 or -1) or dense ``-d`` with
-    ``d = ||achieved_goal - desired_goal||``, float32. ``info["is_success"] = float(d <= threshold)``.
+    Reward with ``d = ||achieved_goal - desired_goal||`` and ``h`` the block's vertical distance to
+    the side of the lifted height that the task asks for (0 when on that side, and always 0 for
+    reach): sparse ``-(d > distance_threshold or not on that side)`` (0 or -1), dense ``-(d + h)``,
+    float32. ``info["is_success"]`` is 1.0 exactly where the sparse reward is 0.
     """
 
     def __init__(
@@ -99,6 +116,8 @@ class FetchTasksEnv(MujocoFetchPickAndPlaceEnv):
         self.task: int = 0 if task is None else int(task)
         # (n_tasks,) start index of each task's achieved goal in the observation vector.
         self._ag_start = np.array([_ACHIEVED_GOAL_START[name] for name in task_names], dtype=np.int64)
+        # (n_tasks,) +1 / -1 / 0: the block must be lifted / must not be / no rule.
+        self._height_rule = np.array([_HEIGHT_RULE[name] for name in task_names], dtype=np.int64)
 
         super().__init__(reward_type=reward_type, **kwargs)
         # The parent hard-codes 0.05; compute_reward and _is_success read this attribute.
@@ -184,21 +203,48 @@ class FetchTasksEnv(MujocoFetchPickAndPlaceEnv):
 
     # ---- rewards --------------------------------------------------------------------------
 
-    def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> np.ndarray:
-        """Reward of (..., 3) achieved vs desired goals under the current task, float32 (...).
+    def _outcome(
+        self, task: np.ndarray | int, achieved_goal: np.ndarray, desired_goal: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Goal distance and height condition of (..., 3) goals under ``task`` (an int or (...) ints).
 
-        The formula is the same for every task (only the achieved goal differs), so this also
-        serves SB3's HerReplayBuffer for single-task use.
+        Returns:
+            ``d`` (...), the goal distance; ``h`` (...) >= 0, the block's vertical distance to the
+            side of the lifted height that the task asks for; ``ok`` (...) bool, the block on that
+            side (always True for reach).
         """
+        achieved_goal = np.asarray(achieved_goal)
         d = _goal_distance(achieved_goal, desired_goal)
+        rule = self._height_rule[np.asarray(task, dtype=np.int64)]
+        # For push and lift the achieved goal is the block, so its z is the block's height.
+        above = achieved_goal[..., 2] - (self.height_offset + _LIFTED)
+        ok = np.where(rule > 0, above >= 0.0, np.where(rule < 0, above < 0.0, True))
+        h = np.where(rule > 0, np.maximum(-above, 0.0), np.where(rule < 0, np.maximum(above, 0.0), 0.0))
+        return d, h, ok
+
+    def _reward(
+        self, task: np.ndarray | int, achieved_goal: np.ndarray, desired_goal: np.ndarray
+    ) -> np.ndarray:
+        """Sparse or dense reward, float32 (...), of :meth:`_outcome`."""
+        d, h, ok = self._outcome(task, achieved_goal, desired_goal)
         if self.reward_type == "dense":
-            return (-d).astype(np.float32)
-        # success - 1 is the sparse -(d > eps) without the -0.0 that negating False gives.
-        return (d <= self.distance_threshold).astype(np.float32) - np.float32(1.0)
+            return (-(d + h)).astype(np.float32)
+        success = (d <= self.distance_threshold) & ok
+        # success - 1 is the sparse -(fail) without the -0.0 that negating False gives.
+        return success.astype(np.float32) - np.float32(1.0)
+
+    def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> np.ndarray:
+        """Reward of (..., 3) achieved vs desired goals under the *current* task, float32 (...).
+
+        It serves SB3's HerReplayBuffer only for a fixed task (``task=...``); with several tasks
+        the multi-task buffer calls :meth:`task_reward`, which takes each row's task.
+        """
+        return self._reward(self.task, achieved_goal, desired_goal)
 
     def _is_success(self, achieved_goal: np.ndarray, desired_goal: np.ndarray) -> np.ndarray:
-        """1.0 where ``d <= distance_threshold`` (the parent uses ``<``; ``<=`` matches the reward)."""
-        return (_goal_distance(achieved_goal, desired_goal) <= self.distance_threshold).astype(np.float32)
+        """1.0 exactly where the sparse reward is 0 (the parent uses ``d < threshold``; ``<=`` matches)."""
+        d, _, ok = self._outcome(self.task, achieved_goal, desired_goal)
+        return ((d <= self.distance_threshold) & ok).astype(np.float32)
 
     def task_reward(self, task: np.ndarray, next_obs: dict[str, np.ndarray]) -> np.ndarray:
         """Rewards ``step`` would have given for a batch of next observations, per row's task.
@@ -212,4 +258,8 @@ class FetchTasksEnv(MujocoFetchPickAndPlaceEnv):
             (B,) float32 rewards.
         """
         achieved = self.task_achieved_goal(task, next_obs["observation"])
-        return self.compute_reward(achieved, next_obs["desired_goal"], None)
+        return self._reward(task, achieved, next_obs["desired_goal"])
+
+    def task_terminated(self, task: np.ndarray, next_obs: dict[str, np.ndarray]) -> np.ndarray:
+        """(B,) bool, all False: like gymnasium-robotics' Fetch envs, no task ever terminates."""
+        return np.zeros(len(task), dtype=bool)
