@@ -11,9 +11,9 @@ from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 from mtgc_cli.envs.factory import TASK_KEY, base_attr
 from mtgc_cli.errors import UsageError
 from mtgc_cli.presets import RunConfig
-from mtgc_cli.relabel.multitask_buffer import MultiTaskReplayBuffer
+from mtgc_cli.relabel.multitask_buffer import BatchPlan, MultiTaskReplayBuffer
 
-__all__ = ["MultiTaskReplayBuffer", "replay_setup"]
+__all__ = ["BatchPlan", "MultiTaskReplayBuffer", "replay_setup"]
 
 
 def _is_goal_space(space: spaces.Space) -> bool:
@@ -58,6 +58,12 @@ def replay_setup(config: RunConfig, env: VecEnv) -> tuple[type | None, dict[str,
             )
         if _is_goal_space(env.observation_space) and base_attr(env, "task_achieved_goal") is None:
             raise UsageError(f"relabel.task: {env_name} cannot compute achieved goals per task")
+        if not env.has_attr("task_terminated"):
+            # A relabeled row must not keep the termination of the task it was collected for.
+            raise UsageError(
+                f"relabel.task '{relabel.task}': {env_name} has no task_terminated(task, next_obs), so "
+                "termination cannot be recomputed for the new task; valid here: none"
+            )
     return MultiTaskReplayBuffer, {
         "n_tasks": len(config.env.task_labels),
         "task_key": TASK_KEY,

@@ -2,27 +2,40 @@
 
 Built on SB3's :class:`HerReplayBuffer`, whose episode bookkeeping (``ep_start``, ``ep_length``,
 overwriting whole episodes when full) it reuses. On top it records each transition's task and
-changes how a minibatch is drawn:
+changes how a minibatch is drawn (:meth:`MultiTaskReplayBuffer.plan_batch`):
 
-1. *Stratified sampling*: each minibatch holds an equal share of every task that has data
-   (the remainder of ``batch_size / n_tasks`` goes to randomly chosen tasks), which lowers the
-   variance of the multi-task gradient; ``uniform`` samples transitions regardless of task.
-2. *Cross-task relabeling* (data sharing): a fraction of the batch is stored again for another
-   task j, chosen at random or as the task under which the whole trajectory, with its own goal,
-   earns the highest return. The one-hot, the achieved goals and the reward are recomputed with
-   task j's functions from the stored states. This is only valid when the tasks share dynamics,
-   which the env declares (``shares_dynamics``) and :func:`mtgc_cli.relabel.replay_setup` checks.
-3. *Goal relabeling* (HER ``final``/``future``/``episode``) on top, with the achieved goal taken
-   under each row's (possibly new) task.
+1. *Stratified sampling*: each task with stored data gets an equal share of the minibatch, counted
+   by the task each row trains *after* cross-task relabeling, but never more rows than the task has
+   stored transitions (each drawn at most once; at most ``ceil(batch_size / stored)`` times while
+   the whole buffer holds less than a batch). What a task cannot fill is shared equally among the
+   others (the remainder of an equal split goes to randomly chosen tasks). ``uniform`` samples
+   transitions regardless of task.
+2. *Cross-task relabeling* (data sharing): up to ``task_fraction`` of each task's rows (of the
+   batch, with ``uniform``) are transitions collected for another task, relabeled for this one.
+   ``random`` takes them from the other tasks' data at random. ``best`` draws candidates from all
+   the data and relabels a candidate for task j only when j's return on that trajectory is
+   strictly higher than the return of the task it was collected for (ties between other tasks at
+   random); a trajectory that its own task explains best keeps its task. Task j's return counts
+   j's rewards, with the row's goal as task j sees it (the stored goal, or under HER the achieved
+   goal under j of the chosen state), up to j's first termination. The one-hot, the achieved
+   goals, the reward and the termination are recomputed with task j's functions from the stored
+   states. This is only valid when the tasks share dynamics, which the env declares
+   (``shares_dynamics``) and :func:`mtgc_cli.relabel.replay_setup` checks.
+3. *Goal relabeling* (HER ``final``/``future``/``episode``): the row's goal becomes the achieved
+   goal, under the row's task, of a state from the same episode. Its state is chosen before the
+   ``best`` task, so the task is scored with the goal it will be trained on.
 
 The env (reached through the VecEnv, like HER's ``compute_reward``) provides, vectorised:
 ``task_reward(task (B,), next_obs dict) -> (B,)``, each row's reward under its task from the stored
-next observation (and desired goal), and, for goal envs with shared dynamics,
-``task_achieved_goal(task (B,), observation (B, D)) -> (B, G)``.
+next observation (and desired goal); ``task_terminated(task (B,), next_obs dict) -> (B,) bool``,
+whether ``step`` would have terminated there (needed for cross-task relabeling; without it, goal
+relabeling is refused as soon as the env terminates an episode); and, for goal envs with shared
+dynamics, ``task_achieved_goal(task (B,), observation (B, D)) -> (B, G)``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -33,6 +46,70 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 
 GoalStrategy = Literal["none", "final", "future", "episode"]
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """Which stored transitions a minibatch holds and how each row is relabeled; every array (B,)."""
+
+    index: np.ndarray
+    """Buffer position of each row's transition."""
+    env: np.ndarray
+    """Env slot of each row's transition."""
+    source_task: np.ndarray
+    """The task the transition was collected under."""
+    task: np.ndarray
+    """The task the row trains; it differs from ``source_task`` where relabeled across tasks."""
+    goal_from: np.ndarray
+    """Buffer position whose achieved goal, under ``task``, is the row's goal; -1 keeps the stored goal."""
+
+
+def _draw(candidates: np.ndarray, size: int, repeats: int) -> np.ndarray:
+    """``size`` entries of ``candidates`` in random order, each at most ``repeats`` times.
+
+    Needs ``size <= repeats * len(candidates)``. Costs O(size) for a small draw from a large buffer
+    (a full permutation would cost O(buffer) at every gradient step).
+    """
+    if size == 0:
+        return candidates[:0]
+    if repeats > 1 or 4 * size > len(candidates):
+        return np.random.permutation(np.repeat(candidates, repeats))[:size]
+    picked = np.unique(np.random.randint(len(candidates), size=size))
+    while len(picked) < size:
+        more = np.random.randint(len(candidates), size=size - len(picked))
+        picked = np.unique(np.concatenate([picked, more]))
+    return candidates[np.random.permutation(picked)]
+
+
+def stratified_shares(batch_size: int, caps: np.ndarray) -> np.ndarray:
+    """Rows per task: equal shares of ``batch_size``, each at most its cap, the rest to the others.
+
+    Args:
+        batch_size: rows to hand out; needs ``caps.sum() >= batch_size``.
+        caps: (n_tasks,) the most rows each task may take (0 for a task without data).
+
+    Returns:
+        (n_tasks,) int counts summing to ``batch_size``; tasks that reach no cap differ by at most
+        one row, the extra rows going to randomly chosen tasks.
+    """
+    counts = np.zeros(len(caps), dtype=np.int64)
+    open_ = caps > 0
+    left = batch_size
+    while left > 0 and open_.any():
+        share = left // int(open_.sum())
+        capped = open_ & (caps <= share)
+        if capped.any():
+            # These tasks cannot take an equal share: give them all they have and split the rest
+            # again among the others, whose equal share grows.
+            counts[capped] = caps[capped]
+            left -= int(caps[capped].sum())
+            open_ &= ~capped
+            continue
+        counts[open_] = share
+        extra = left - share * int(open_.sum())
+        counts[np.random.choice(np.flatnonzero(open_), extra, replace=False)] += 1
+        break
+    return counts
 
 
 class MultiTaskReplayBuffer(HerReplayBuffer):
@@ -80,9 +157,13 @@ class MultiTaskReplayBuffer(HerReplayBuffer):
         )
         # Task of each stored transition (-1: empty slot).
         self.tasks = np.full((self.buffer_size, self.n_envs), -1, dtype=np.int64)
-        # Return of each transition's whole episode under every task, for ``best`` relabeling;
-        # computed once when the episode ends, since it depends only on stored data.
+        # For ``best`` relabeling, computed once when an episode ends (they depend only on stored
+        # data), at every position of the episode: its return under every task with the stored
+        # goal, and, for HER, with the goal that position's state achieves under each task.
         self.episode_returns = np.zeros((self.buffer_size, self.n_envs, n_tasks), dtype=np.float32)
+        self.goal_returns = np.zeros((self.buffer_size, self.n_envs, n_tasks), dtype=np.float32)
+        # Whether the env has task_terminated; looked up on first use (the env may be set later).
+        self._env_has_task_terminated: bool | None = None
 
     # ------------------------------------------------------------------------------------------
     # Storing
@@ -98,27 +179,58 @@ class MultiTaskReplayBuffer(HerReplayBuffer):
     ) -> None:
         pos = self.pos
         self.tasks[pos] = np.argmax(obs[self.task_key].reshape(self.n_envs, -1), axis=1)
-        episode_starts = self._current_ep_start.copy()
         super().add(obs, next_obs, action, reward, done, infos)
+        ended = np.flatnonzero(done)
+        relabels = self.task_fraction > 0 or self.her_ratio > 0
+        terminated = any(not infos[i].get("TimeLimit.truncated", False) for i in ended)
+        # A termination belongs to the goal and task it happened under: a relabeled row that kept
+        # it (or kept "not terminated") would teach the wrong value. Without the env's
+        # task_terminated that cannot be recomputed, so refuse as soon as the env terminates.
+        if relabels and terminated and not self._can_recompute_termination():
+            raise RuntimeError(
+                "the env terminated an episode, but it has no task_terminated(task, next_obs) to "
+                "recompute termination for relabeled goals and tasks; add it to the env, or set "
+                "relabel.strategy=none"
+            )
         if self.task_relabel == "best":
-            for env_idx in np.flatnonzero(done):
-                self._store_episode_returns(int(episode_starts[env_idx]), pos, int(env_idx))
+            for env_idx in ended:
+                self._store_episode_returns(pos, int(env_idx))
 
-    def _store_episode_returns(self, start: int, last: int, env_idx: int) -> None:
-        length = (last - start) % self.buffer_size + 1
-        indices = (start + np.arange(length)) % self.buffer_size
-        next_obs = {key: value[indices, env_idx] for key, value in self.next_observations.items()}
-        returns = np.zeros(self.n_tasks, dtype=np.float32)
-        for task in range(self.n_tasks):
-            task_ids = np.full(length, task, dtype=np.int64)
-            returns[task] = self._task_rewards(task_ids, next_obs).sum()
-        self.episode_returns[indices, env_idx] = returns
+    def _store_episode_returns(self, last: int, env_idx: int) -> None:
+        """Cache the returns of the episode ending at ``last`` under every task, at all its positions.
+
+        ``goal_returns[k]`` is the episode's return under task j with task j's achieved goal of
+        state k as the goal: a HER row whose goal comes from k is scored by a lookup, and the
+        O(length^2) rewards are paid once per episode rather than at every gradient step.
+        """
+        start, length = self.ep_start[last, env_idx], self.ep_length[last, env_idx]
+        positions = (start + np.arange(length)) % self.buffer_size
+        envs = np.full(length, env_idx)
+        self.episode_returns[positions, env_idx] = self._trajectory_returns(positions[:1], envs[:1], None)[0]
+        if self.her_ratio == 0:
+            return
+        # In chunks of goal states, so that one env call handles a bounded number of rows.
+        chunk = max(1, 200_000 // (self.n_tasks * length))
+        for first in range(0, length, chunk):
+            goal_positions = positions[first : first + chunk]
+            n_goals = len(goal_positions)
+            observation = self.next_observations["observation"][goal_positions, env_idx]
+            tasks = np.repeat(np.arange(self.n_tasks), n_goals)
+            goals = self._achieved_goal(tasks, np.tile(observation, (self.n_tasks, 1)))
+            # Each goal position is also a position of the episode, which is all that
+            # _trajectory_returns needs to find the episode.
+            self.goal_returns[goal_positions, env_idx] = self._trajectory_returns(
+                goal_positions, envs[:n_goals], goals.reshape(self.n_tasks, n_goals, -1)
+            )
 
     # ------------------------------------------------------------------------------------------
     # Sampling
 
-    def sample_indices(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-        """(buffer position, env index) of ``batch_size`` transitions from finished episodes."""
+    def sample(self, batch_size: int, env: VecNormalize | None = None) -> DictReplayBufferSamples:  # type: ignore[override]
+        return self.build_batch(self.plan_batch(batch_size), env)
+
+    def plan_batch(self, batch_size: int) -> BatchPlan:
+        """Choose the transitions of a minibatch, each row's task and goal source (see the module doc)."""
         is_valid = self.ep_length > 0
         if not np.any(is_valid):
             raise RuntimeError(
@@ -128,60 +240,98 @@ class MultiTaskReplayBuffer(HerReplayBuffer):
         valid = np.flatnonzero(is_valid)
         if self.sampling == "uniform":
             chosen = np.random.choice(valid, size=batch_size, replace=True)
-        else:
-            valid_tasks = self.tasks.reshape(-1)[valid]
-            present = np.unique(valid_tasks)
-            counts = np.full(len(present), batch_size // len(present))
-            counts[np.random.choice(len(present), batch_size % len(present), replace=False)] += 1
-            chosen = np.concatenate(
-                [
-                    np.random.choice(valid[valid_tasks == task], size=count, replace=True)
-                    for task, count in zip(present, counts, strict=True)
-                ]
-            )
-        return np.unravel_index(chosen, is_valid.shape)  # type: ignore[return-value]
+            index, env = np.unravel_index(chosen, is_valid.shape)
+            source = self.tasks[index, env]
+            goal_from = self._goal_sources(index, env, self._choose_rows(batch_size, self.her_ratio))
+            task = source.copy()
+            shared = self._choose_rows(batch_size, self.task_fraction)
+            if shared.any():
+                task[shared] = self._new_tasks(index[shared], env[shared], source[shared], goal_from[shared])
+            return BatchPlan(index, env, source, task, goal_from)
+        return self._plan_stratified(batch_size, valid)
 
-    def sample(self, batch_size: int, env: VecNormalize | None = None) -> DictReplayBufferSamples:  # type: ignore[override]
-        batch_indices, env_indices = self.sample_indices(batch_size)
-        obs = {key: value[batch_indices, env_indices].copy() for key, value in self.observations.items()}
-        next_obs = {
-            key: value[batch_indices, env_indices].copy() for key, value in self.next_observations.items()
-        }
-        rewards = self.rewards[batch_indices, env_indices].copy()
-        tasks = self.tasks[batch_indices, env_indices].copy()
+    def _plan_stratified(self, batch_size: int, valid: np.ndarray) -> BatchPlan:
+        valid_tasks = self.tasks.reshape(-1)[valid]
+        stored = np.bincount(valid_tasks, minlength=self.n_tasks)
+        # Each transition at most once per batch, unless the buffer holds less than a batch.
+        repeats = -(-batch_size // len(valid))
+        quota = stratified_shares(batch_size, repeats * stored)
+        # Rows relabeled from other tasks, at most what those tasks hold.
+        others = repeats * (len(valid) - stored)
+        wanted = np.minimum((self.task_fraction * quota).astype(np.int64), others)
+        own = quota.copy()
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []  # (flat index, task, goal_from)
+        if self.task_relabel == "random":
+            for task in np.flatnonzero(wanted):
+                flat = _draw(valid[valid_tasks != task], int(wanted[task]), repeats)
+                parts.append((flat, np.full(len(flat), task), None))
+                own[task] -= len(flat)
+        elif self.task_relabel == "best" and wanted.sum() > 0:
+            # Candidates from all the data; each goes to the task its trajectory scores best on,
+            # and is used only where that is another task with room left in its share.
+            pool = _draw(valid, int(wanted.sum()), repeats)
+            index, env = np.unravel_index(pool, self.tasks.shape)
+            source = self.tasks[index, env]
+            goal_from = self._goal_sources(index, env, self._choose_rows(len(pool), self.her_ratio))
+            best = self._new_tasks(index, env, source, goal_from)
+            for task in np.flatnonzero(wanted):
+                rows = np.flatnonzero((best == task) & (source != task))[: wanted[task]]
+                parts.append((pool[rows], np.full(len(rows), task), goal_from[rows]))
+                own[task] -= len(rows)
+        for task in np.flatnonzero(own):
+            flat = _draw(valid[valid_tasks == task], int(own[task]), repeats)
+            parts.append((flat, np.full(len(flat), task), None))
 
-        task_rows = self._choose_rows(batch_size, self.task_fraction)
-        goal_rows = self._choose_rows(batch_size, self.her_ratio)
-        if task_rows.any():
-            tasks[task_rows] = self._new_tasks(
-                batch_indices[task_rows], env_indices[task_rows], tasks[task_rows]
-            )
-            one_hot = np.eye(self.n_tasks, dtype=np.float32)[tasks[task_rows]]
-            obs[self.task_key][task_rows] = one_hot
-            next_obs[self.task_key][task_rows] = one_hot
+        flat = np.concatenate([part[0] for part in parts])
+        index, env = np.unravel_index(flat, self.tasks.shape)
+        task = np.concatenate([part[1] for part in parts]).astype(np.int64)
+        # Rows whose goal source is not chosen yet get HER goals at the configured ratio.
+        undecided = np.concatenate([np.full(len(p[0]), p[2] is None) for p in parts])
+        goal_from = np.concatenate([np.full(len(p[0]), -1) if p[2] is None else p[2] for p in parts])
+        her = np.zeros(len(flat), dtype=bool)
+        her[undecided] = self._choose_rows(int(undecided.sum()), self.her_ratio)
+        goal_from[her] = self._goal_sources(index[her], env[her], np.ones(int(her.sum()), dtype=bool))
+        return BatchPlan(index, env, self.tasks[index, env], task, goal_from)
+
+    def build_batch(self, plan: BatchPlan, env: VecNormalize | None = None) -> DictReplayBufferSamples:
+        """The minibatch of ``plan``: one-hot, achieved and desired goals, reward and done relabeled."""
+        index, env_index = plan.index, plan.env
+        obs = {key: value[index, env_index].copy() for key, value in self.observations.items()}
+        next_obs = {key: value[index, env_index].copy() for key, value in self.next_observations.items()}
+        rewards = self.rewards[index, env_index].copy()
+        dones = self.dones[index, env_index] * (1 - self.timeouts[index, env_index])
+
+        moved = plan.task != plan.source_task
+        if moved.any():
+            one_hot = np.eye(self.n_tasks, dtype=np.float32)[plan.task[moved]]
+            obs[self.task_key][moved] = one_hot
+            next_obs[self.task_key][moved] = one_hot
             if self.has_goals:
                 for batch in (obs, next_obs):
-                    batch["achieved_goal"][task_rows] = self._achieved_goal(
-                        tasks[task_rows], batch["observation"][task_rows]
+                    batch["achieved_goal"][moved] = self._achieved_goal(
+                        plan.task[moved], batch["observation"][moved]
                     )
+        goal_rows = plan.goal_from >= 0
         if goal_rows.any():
-            goals = self._goals_under_task(batch_indices[goal_rows], env_indices[goal_rows], tasks[goal_rows])
+            sources, source_envs = plan.goal_from[goal_rows], env_index[goal_rows]
+            source_obs = self.next_observations["observation"][sources, source_envs]
+            goals = self._achieved_goal(plan.task[goal_rows], source_obs, sources, source_envs)
             obs["desired_goal"][goal_rows] = goals
             next_obs["desired_goal"][goal_rows] = goals
-        relabeled = task_rows | goal_rows
+        relabeled = moved | goal_rows
         if relabeled.any():
-            # r_t = r_task(s_{t+1}, g): the reward follows the next state, as in HER.
-            rewards[relabeled] = self._task_rewards(
-                tasks[relabeled], {key: value[relabeled] for key, value in next_obs.items()}
-            )
+            relabeled_next = {key: value[relabeled] for key, value in next_obs.items()}
+            # r_t = r_task(s_{t+1}, g): the reward follows the next state, as in HER; so does the
+            # termination, which belongs to the new task and goal, not to the stored ones.
+            rewards[relabeled] = self._task_rewards(plan.task[relabeled], relabeled_next)
+            dones[relabeled] = self._task_terminated(plan.task[relabeled], relabeled_next)
 
-        dones = self.dones[batch_indices, env_indices] * (1 - self.timeouts[batch_indices, env_indices])
         obs_norm = self._normalize_obs(obs, env)
         next_norm = self._normalize_obs(next_obs, env)
         assert isinstance(obs_norm, dict) and isinstance(next_norm, dict)
         return DictReplayBufferSamples(
             observations={key: self.to_torch(value) for key, value in obs_norm.items()},
-            actions=self.to_torch(self.actions[batch_indices, env_indices]),
+            actions=self.to_torch(self.actions[index, env_index]),
             next_observations={key: self.to_torch(value) for key, value in next_norm.items()},
             dones=self.to_torch(dones).reshape(-1, 1),
             rewards=self.to_torch(self._normalize_reward(rewards.reshape(-1, 1), env)),
@@ -194,34 +344,84 @@ class MultiTaskReplayBuffer(HerReplayBuffer):
         mask[np.random.permutation(batch_size)[: int(fraction * batch_size)]] = True
         return mask
 
-    def _new_tasks(self, batch_indices: np.ndarray, env_indices: np.ndarray, tasks: np.ndarray) -> np.ndarray:
-        """Task j != i for each row: uniformly at random, or the best for the row's trajectory."""
-        if self.task_relabel == "random":
-            shift = np.random.randint(1, self.n_tasks, size=len(tasks))
-            return (tasks + shift) % self.n_tasks
-        returns = self.episode_returns[batch_indices, env_indices].copy()
-        returns[np.arange(len(tasks)), tasks] = -np.inf
-        is_best = returns == returns.max(axis=1, keepdims=True)
-        # Ties broken at random: the highest random score among the tied best tasks.
-        return np.argmax(np.where(is_best, np.random.random(returns.shape), -1.0), axis=1)
-
-    def _goals_under_task(
-        self, batch_indices: np.ndarray, env_indices: np.ndarray, tasks: np.ndarray
-    ) -> np.ndarray:
-        """HER goals: the achieved goal, under each row's task, of a state from the same episode."""
-        ep_start = self.ep_start[batch_indices, env_indices]
-        ep_length = self.ep_length[batch_indices, env_indices]
+    def _goal_sources(self, index: np.ndarray, env: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """HER: for each row in the mask ``rows``, a position of the same episode (-1 elsewhere)."""
+        goal_from = np.full(len(index), -1, dtype=np.int64)
+        if not rows.any():
+            return goal_from
+        ep_start = self.ep_start[index[rows], env[rows]]
+        ep_length = self.ep_length[index[rows], env[rows]]
         if self.goal_selection_strategy.name == "FINAL":
             in_episode = ep_length - 1
         elif self.goal_selection_strategy.name == "FUTURE":
-            current = (batch_indices - ep_start) % self.buffer_size
+            current = (index[rows] - ep_start) % self.buffer_size
             in_episode = np.random.randint(current, ep_length)
         else:
             in_episode = np.random.randint(0, ep_length)
-        indices = (in_episode + ep_start) % self.buffer_size
-        return self._achieved_goal(
-            tasks, self.next_observations["observation"][indices, env_indices], indices, env_indices
-        )
+        goal_from[rows] = (in_episode + ep_start) % self.buffer_size
+        return goal_from
+
+    def _new_tasks(
+        self, index: np.ndarray, env: np.ndarray, source: np.ndarray, goal_from: np.ndarray
+    ) -> np.ndarray:
+        """The task each row is relabeled to: another at random, or the best (maybe its own)."""
+        if self.task_relabel == "random":
+            shift = np.random.randint(1, self.n_tasks, size=len(source))
+            return (source + shift) % self.n_tasks
+        scores = self._task_scores(index, env, goal_from)
+        is_best = scores == scores.max(axis=1, keepdims=True)
+        # The argmax over all tasks: a row keeps its own task unless another scores strictly
+        # higher, so a trajectory that succeeds at its own task is not given away by a tie-break.
+        keep = is_best[np.arange(len(source)), source]
+        # Among other tasks tied for best, one at random: the highest random score among them.
+        other_best = np.argmax(np.where(is_best, np.random.random(scores.shape), -1.0), axis=1)
+        return np.where(keep, source, other_best)
+
+    def _task_scores(self, index: np.ndarray, env: np.ndarray, goal_from: np.ndarray) -> np.ndarray:
+        """(R, n_tasks) return of each row's episode under every task, with the row's goal per task."""
+        scores = np.empty((len(index), self.n_tasks), dtype=np.float32)
+        stored = goal_from < 0
+        scores[stored] = self.episode_returns[index[stored], env[stored]]
+        # Under HER the goal depends on the task: task j is scored on the achieved goal, under j,
+        # of the chosen state, which is the goal the row would be trained on as task j.
+        scores[~stored] = self.goal_returns[goal_from[~stored], env[~stored]]
+        return scores
+
+    def _trajectory_returns(self, index: np.ndarray, env: np.ndarray, goals: np.ndarray | None) -> np.ndarray:
+        """(R, n_tasks) return of each row's whole episode under every task.
+
+        Args:
+            index, env: (R,) a position of each episode.
+            goals: (n_tasks, R, G) the desired goal per task and row, or None for the stored goals.
+
+        Task j's return sums j's rewards up to and including j's first termination: under j the
+        episode would have ended there.
+        """
+        start, length = self.ep_start[index, env], self.ep_length[index, env]
+        steps = np.arange(length.max())
+        positions = (start[:, None] + steps) % self.buffer_size  # (R, L)
+        in_episode = steps < length[:, None]
+        n_rows, n_steps = positions.shape
+        rows = self.n_tasks * n_rows * n_steps
+        # Every task sees the same states: (n_tasks, R, L, ...) flattened to rows for one env call.
+        next_obs = {
+            key: np.broadcast_to(
+                value[positions, env[:, None]], (self.n_tasks, n_rows, n_steps, *shape)
+            ).reshape(rows, *shape)
+            for key, value in self.next_observations.items()
+            if key != self.task_key
+            for shape in [value.shape[2:]]
+        }
+        if goals is not None:
+            goal_dim = goals.shape[-1]
+            next_obs["desired_goal"] = np.broadcast_to(
+                goals[:, :, None, :], (self.n_tasks, n_rows, n_steps, goal_dim)
+            ).reshape(rows, goal_dim)
+        tasks = np.repeat(np.arange(self.n_tasks), n_rows * n_steps)
+        rewards = self._task_rewards(tasks, next_obs).reshape(self.n_tasks, n_rows, n_steps)
+        terminated = self._task_terminated(tasks, next_obs).reshape(self.n_tasks, n_rows, n_steps)
+        counted = in_episode & (np.cumsum(terminated, axis=2) - terminated == 0)
+        return (rewards * counted).sum(axis=2).T
 
     # ------------------------------------------------------------------------------------------
     # The env's task functions
@@ -242,6 +442,20 @@ class MultiTaskReplayBuffer(HerReplayBuffer):
     def _task_rewards(self, tasks: np.ndarray, next_obs: dict[str, np.ndarray]) -> np.ndarray:
         without_task = {key: value for key, value in next_obs.items() if key != self.task_key}
         return np.asarray(self._env_call("task_reward", tasks, without_task), dtype=np.float32)
+
+    def _task_terminated(self, tasks: np.ndarray, next_obs: dict[str, np.ndarray]) -> np.ndarray:
+        if not self._can_recompute_termination():
+            # Only reached for envs that never terminated an episode: ``add`` refuses the first
+            # termination of an env without task_terminated while relabeling is on.
+            return np.zeros(len(tasks), dtype=bool)
+        without_task = {key: value for key, value in next_obs.items() if key != self.task_key}
+        return np.asarray(self._env_call("task_terminated", tasks, without_task), dtype=bool)
+
+    def _can_recompute_termination(self) -> bool:
+        if self._env_has_task_terminated is None:
+            assert self.env is not None, "MultiTaskReplayBuffer needs its env (set_env) to relabel"
+            self._env_has_task_terminated = bool(self.env.has_attr("task_terminated"))
+        return self._env_has_task_terminated
 
     def _env_call(self, method: str, *args: Any) -> Any:
         assert self.env is not None, "MultiTaskReplayBuffer needs its env (set_env) to compute task rewards"
