@@ -23,13 +23,13 @@ def fill(buffer: MultiTaskReplayBuffer, env: VecEnv, steps: int, seed: int = 0) 
             actions = rng.integers(env.action_space.n, size=env.num_envs)
         else:
             actions = rng.uniform(-1, 1, size=(env.num_envs, *env.action_space.shape)).astype(np.float32)
-        obs = store_step(buffer, env, obs, actions)
+        obs, _ = store_step(buffer, env, obs, actions)
 
 
 def store_step(
     buffer: MultiTaskReplayBuffer, env: VecEnv, obs: dict[str, np.ndarray], actions: np.ndarray
-) -> dict[str, np.ndarray]:
-    """Step the real env once and store the transition as SB3 does; returns the next observation."""
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Step the real env once and store the transition as SB3 does; the next observation and dones."""
     next_obs, rewards, dones, infos = env.step(actions)
     stored_next = {k: v.copy() for k, v in next_obs.items()}
     for i, done in enumerate(dones):
@@ -37,7 +37,7 @@ def store_step(
             for key in stored_next:
                 stored_next[key][i] = infos[i]["terminal_observation"][key]
     buffer.add(obs, stored_next, actions, rewards, dones, infos)
-    return next_obs
+    return next_obs, dones
 
 
 def walk(buffer: MultiTaskReplayBuffer, env: VecEnv, waypoints: list[np.ndarray], episodes: int = 1) -> None:
@@ -51,9 +51,8 @@ def walk(buffer: MultiTaskReplayBuffer, env: VecEnv, waypoints: list[np.ndarray]
                 todo.pop(0)
                 target = todo[0]
             action = np.clip((target - obs["observation"][0]) / 0.1, -1, 1).astype(np.float32)[None]
-            ep_start = buffer._current_ep_start[0]
-            obs = store_step(buffer, env, obs, action)
-            if buffer._current_ep_start[0] != ep_start:  # the episode ended
+            obs, dones = store_step(buffer, env, obs, action)
+            if dones[0]:
                 break
 
 
