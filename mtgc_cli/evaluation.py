@@ -1,8 +1,9 @@
 """Deterministic evaluation episodes -> success, return, final goal distance, per task.
 
-Success is ``info["is_success"]`` at the episode's end (the Fetch convention; other success keys
-are mapped onto it by the env builder). Returns come from SB3's ``Monitor``, below any
-normalisation, so they are in the env's own units.
+Success is ``info["is_success"]`` at the episode's end: the env's own success key, detected or
+named by ``env.success_key``, mapped onto it by the env builder; with ``env.success_at: any`` it is
+whether any step of the episode succeeded (Meta-World's measure). Returns come from SB3's
+``Monitor``, below any normalisation, so they are in the env's own units.
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ from typing import Any
 
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 
 from mtgc_cli.algos import algo_class
 from mtgc_cli.envs.factory import make_vec_env, normalize
+from mtgc_cli.envs.wrappers import MissingSuccessKey
 from mtgc_cli.errors import UsageError
 from mtgc_cli.presets import RunConfig
 from mtgc_cli.runs import SavedRun, open_run
+from mtgc_cli.seeding import Stream
 
 MAX_EVAL_SLOTS = 10
 
@@ -92,12 +95,44 @@ def slot_plan(n_tasks: int, episodes_per_task: int) -> tuple[list[int | None], l
 
 
 def make_eval_env(
-    config: RunConfig, episodes_per_task: int, seed: int, stats: Path | None = None
+    config: RunConfig,
+    episodes_per_task: int,
+    seed: int,
+    stream: Stream = Stream.EVAL,
+    stats: Path | None = None,
 ) -> tuple[VecEnv, list[int]]:
+    """Eval envs seeded from ``(seed, stream)``, with the run's own task set (``train.seed``)."""
     n_tasks = len(config.env.task_labels)
     slot_tasks, counts = slot_plan(n_tasks, episodes_per_task)
-    env = make_vec_env(config.env.model_copy(update={"vec_env": "dummy"}), seed=seed, slot_tasks=slot_tasks)
+    env = make_vec_env(
+        config.env.model_copy(update={"vec_env": "dummy"}),
+        seed=seed,
+        stream=stream,
+        task_set_seed=config.train.seed,
+        slot_tasks=slot_tasks,
+    )
     return normalize(env, config.env, training=False, stats=stats), counts
+
+
+def check_success_signal(env: VecEnv, config: RunConfig) -> None:
+    """Step one eval env once so that an env without a success signal fails at set-up.
+
+    A missing key would otherwise make every episode count as a failure: a silent 0.00.
+    The eval envs are reset at the start of every evaluation, so this step changes nothing.
+    """
+    inner = env.unwrapped if isinstance(env, VecEnvWrapper) else env
+    assert isinstance(inner, DummyVecEnv)
+    probe = inner.envs[0]
+    probe.reset()
+    try:
+        probe.step(probe.action_space.sample())
+    except MissingSuccessKey as exc:
+        keys = ", ".join(exc.keys) or "none"
+        if config.env.success_key is None:
+            problem = f"{config.env.label} reports no success key ({' or '.join(exc.wanted)})"
+        else:
+            problem = f"env.success_key '{config.env.success_key}' is not in {config.env.label}'s step info"
+        raise UsageError(f"{problem}; set env.success_key to one of the keys it reports: {keys}") from None
 
 
 def run_episodes(
@@ -117,7 +152,7 @@ def run_episodes(
             episodes.append(
                 Episode(
                     task=int(info.get("task", 0)),
-                    success=float(info.get("is_success", 0.0)),
+                    success=float(info["is_success"]),
                     ret=float(info["episode"]["r"]),
                     length=int(info["episode"]["l"]),
                     distance=info.get("goal_distance"),
@@ -172,7 +207,11 @@ def load_for_eval(target: Path, episodes_per_task: int, seed: int) -> LoadedMode
     saved = open_run(target)
     config = saved.config
     env, counts = make_eval_env(
-        config, episodes_per_task, seed, stats=saved.stats if config.env.normalize else None
+        config,
+        episodes_per_task,
+        seed,
+        stream=Stream.EVAL_COMMAND,
+        stats=saved.stats if config.env.normalize else None,
     )
     try:
         # HER-style buffers need the env at load time; a 1-slot buffer, since eval never trains.

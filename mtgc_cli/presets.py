@@ -60,10 +60,20 @@ class EnvConfig(_Section):
     vec_env: Literal["dummy", "subproc"] = "dummy"
     normalize: bool = False
     normalize_clip: float = Field(5.0, gt=0)
-    # The info key that reports success at an episode's end (Meta-World uses "success").
-    success_key: str = "is_success"
+    # The info key that reports success; None detects "is_success" (Fetch, SB3) or "success"
+    # (Meta-World, gymnasium-robotics mazes) at set-up, and an env with neither is refused.
+    success_key: str | None = None
+    # "end": success is the last step's (the Fetch convention); "any": an episode succeeds if any
+    # step reported success (Meta-World's own evaluation, which terminates on success).
+    success_at: Literal["end", "any"] = "end"
     tasks: list[TaskConfig] | None = None
     task_sampling: Literal["uniform", "per-slot"] = "uniform"
+    # Each policy action is applied for this many env steps (a decision every k steps): fewer,
+    # longer decisions shorten the horizon that credit must travel, and fewer gradient steps
+    # per env step at one update per decision. Episode length in env steps is unchanged.
+    action_repeat: int = Field(1, ge=1)
+    # Append the fraction of the episode left to the observation (sb3-contrib's TimeFeatureWrapper).
+    time_feature: bool = False
 
     @field_validator("tasks", mode="before")
     @classmethod

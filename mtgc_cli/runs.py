@@ -45,7 +45,18 @@ PROGRESS = "progress.csv"
 SUMMARY = "summary.json"
 CHECKPOINTS = "checkpoints"
 
-PROGRESS_FIELDS = ["env_steps", "wall_seconds", "eval_success", "eval_return", "train_success", "fps"]
+# wall_seconds includes evaluation; eval_seconds is how much of it went to evaluating, so training
+# time is their difference. gradient_steps counts the learner's updates (SB3's n_updates).
+PROGRESS_FIELDS = [
+    "env_steps",
+    "wall_seconds",
+    "eval_success",
+    "eval_return",
+    "train_success",
+    "fps",
+    "gradient_steps",
+    "eval_seconds",
+]
 
 
 def versions() -> dict[str, str]:

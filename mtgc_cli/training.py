@@ -21,9 +21,11 @@ from mtgc_cli.algos import make_model
 from mtgc_cli.console import Snapshot
 from mtgc_cli.envs.factory import make_vec_env, normalize
 from mtgc_cli.errors import RunFailed
-from mtgc_cli.evaluation import EvalResult, evaluate, make_eval_env
-from mtgc_cli.presets import RunConfig
+from mtgc_cli.evaluation import EvalResult, check_success_signal, evaluate, make_eval_env
+from mtgc_cli.features import clipped_extractor
+from mtgc_cli.presets import AlgoConfig, RunConfig
 from mtgc_cli.relabel import replay_setup
+from mtgc_cli.seeding import Stream
 
 Reporter = Callable[[Snapshot], None]
 
@@ -43,14 +45,30 @@ class Setup:
         self.eval_env.close()
 
 
+def _algo_with_input_clip(config: RunConfig, env: VecEnv) -> AlgoConfig:
+    """The algo section, with the policy clipping its normalised input when observations are normalised."""
+    algo = config.algo
+    if not config.env.normalize:
+        return algo
+    policy_kwargs = dict(algo.kwargs.get("policy_kwargs") or {})
+    if "features_extractor_class" in policy_kwargs:
+        return algo  # the preset chose its own extractor
+    policy_kwargs["features_extractor_class"] = clipped_extractor(env.observation_space)
+    policy_kwargs["features_extractor_kwargs"] = {
+        **policy_kwargs.get("features_extractor_kwargs", {}),
+        "clip": config.env.normalize_clip,
+    }
+    return AlgoConfig.model_validate({**algo.model_dump(), "policy_kwargs": policy_kwargs})
+
+
 def prepare(config: RunConfig) -> Setup:
     """Build envs, replay buffer and model; any bad input raises before anything is written."""
     seed = config.train.seed
-    env = normalize(make_vec_env(config.env, seed=seed), config.env, training=True)
+    env = normalize(make_vec_env(config.env, seed=seed, stream=Stream.TRAIN), config.env, training=True)
     try:
         buffer_class, buffer_kwargs = replay_setup(config, env)
         model = make_model(
-            config.algo,
+            _algo_with_input_clip(config, env),
             env,
             seed=seed,
             replay_buffer_class=buffer_class,
@@ -58,7 +76,12 @@ def prepare(config: RunConfig) -> Setup:
             tensorboard_log=None,
         )
         # Evaluation runs on separate envs with their own seeds, so it never disturbs training.
-        eval_env, counts = make_eval_env(config, config.train.eval_episodes, seed=seed + 10_000)
+        eval_env, counts = make_eval_env(config, config.train.eval_episodes, seed=seed, stream=Stream.EVAL)
+        try:
+            check_success_signal(eval_env, config)
+        except BaseException:
+            eval_env.close()
+            raise
     except BaseException:
         env.close()
         raise
@@ -168,6 +191,10 @@ class RunCallback(BaseCallback):
         self.train_cfg = setup.config.train
         self.task_names = setup.config.env.task_labels
         self.recent_success: deque[float] = deque(maxlen=100)
+        # Env steps, not SB3's timesteps: with env.action_repeat one SB3 step (a decision) is
+        # several env steps, and budgets, evals and progress are all in env steps.
+        self.env_steps = 0
+        self.eval_seconds = 0.0
         self.next_eval = self.train_cfg.eval_every
         self.last_eval: EvalResult | None = None
         self.last_eval_step = -1
@@ -186,28 +213,31 @@ class RunCallback(BaseCallback):
 
     @property
     def fps(self) -> float:
-        return self.num_timesteps / max(time.perf_counter() - self.start, 1e-9)
+        return self.env_steps / max(time.perf_counter() - self.start, 1e-9)
 
     def _on_step(self) -> bool:
         for done, info in zip(self.locals["dones"], self.locals["infos"], strict=True):
+            self.env_steps += int(info.get("env_steps", 1))
             if done and "is_success" in info:
                 self.recent_success.append(float(info["is_success"]))
-        if self.num_timesteps >= self.next_eval:
+        if self.env_steps >= self.next_eval:
             self.run_eval()
-            while self.next_eval <= self.num_timesteps:
+            while self.next_eval <= self.env_steps:
                 self.next_eval += self.train_cfg.eval_every
         now = time.perf_counter()
         if self.report is not None and now - self.last_report > 0.5:
             self.last_report = now
             self.send("running")
-        return True
+        # SB3 stops at `timesteps` decisions by itself; with an action repeat the env-step budget
+        # is reached first, and this stops it there.
+        return self.env_steps < self.train_cfg.timesteps or self.setup.config.env.action_repeat == 1
 
     def send(self, status: str) -> None:
         if self.report is not None:
             self.report(
                 Snapshot(
                     run=self.run_dir.name,
-                    steps=self.num_timesteps,
+                    steps=self.env_steps,
                     total=self.train_cfg.timesteps,
                     fps=self.fps,
                     train_success=self.train_success,
@@ -220,17 +250,21 @@ class RunCallback(BaseCallback):
         train_env = self.model.get_vec_normalize_env()
         if isinstance(train_env, VecNormalize):
             sync_envs_normalization(train_env, self.setup.eval_env)
+        eval_start = time.perf_counter()
         result = evaluate(self.model, self.setup.eval_env, self.setup.eval_counts, self.task_names)
+        self.eval_seconds += time.perf_counter() - eval_start
         self.last_eval = result
-        self.last_eval_step = self.num_timesteps
+        self.last_eval_step = self.env_steps
         wall = time.perf_counter() - self.start
         row: list[Any] = [
-            self.num_timesteps,
+            self.env_steps,
             round(wall, 2),
             round(result.success, 4),
             round(result.overall.mean_return, 4),
             "" if self.train_success is None else round(self.train_success, 4),
             round(self.fps, 1),
+            int(getattr(self.model, "_n_updates", 0)),
+            round(self.eval_seconds, 2),
         ]
         row += [round(r.success, 4) for r in result.rows] if self.task_names else []
         with self.progress_file.open("a", newline="") as f:
@@ -239,12 +273,14 @@ class RunCallback(BaseCallback):
         self.logger.record("eval/mean_return", result.overall.mean_return)
         for task_row in result.rows if self.task_names else []:
             self.logger.record(f"eval/success_{task_row.name}", task_row.success)
-        self.logger.dump(self.num_timesteps)
+        self.logger.dump(self.env_steps)
         if self.best.is_candidate(result.success):
+            recheck_start = time.perf_counter()
             recheck = evaluate(self.model, self.setup.eval_env, self.recheck_counts, self.task_names)
+            self.eval_seconds += time.perf_counter() - recheck_start
             self.logger.record("eval/recheck_success", recheck.success)
-            self.logger.dump(self.num_timesteps)
-            if self.best.offer(self.num_timesteps, result.success, recheck):
+            self.logger.dump(self.env_steps)
+            if self.best.offer(self.env_steps, result.success, recheck):
                 save_model(self.model, self.run_dir / runs.BEST_MODEL)
         return result
 
@@ -261,7 +297,7 @@ def train(setup: Setup, run_dir: Path, report: Reporter | None = None) -> dict[s
             PrunedCheckpoints(
                 keep=config.train.keep_checkpoints,
                 # SB3 counts calls, each of which steps every env once.
-                save_freq=max(config.train.checkpoint_every // model.n_envs, 1),
+                save_freq=max(config.train.checkpoint_every // (model.n_envs * config.env.action_repeat), 1),
                 save_path=str(run_dir / runs.CHECKPOINTS),
                 save_vecnormalize=True,
             )
@@ -272,8 +308,8 @@ def train(setup: Setup, run_dir: Path, report: Reporter | None = None) -> dict[s
     except KeyboardInterrupt:
         status = "interrupted"
     except (RuntimeError, ValueError, FloatingPointError) as exc:
-        raise RunFailed(f"training failed at {model.num_timesteps:,} steps: {exc}") from exc
-    if status == "done" and run_callback.last_eval_step != model.num_timesteps:
+        raise RunFailed(f"training failed at {run_callback.env_steps:,} env steps: {exc}") from exc
+    if status == "done" and run_callback.last_eval_step != run_callback.env_steps:
         run_callback.run_eval()
     save_model(model, run_dir / runs.MODEL)
     last = run_callback.last_eval
@@ -283,7 +319,7 @@ def train(setup: Setup, run_dir: Path, report: Reporter | None = None) -> dict[s
         "status": status,
         "strategy": config.relabel.label,
         "seed": config.train.seed,
-        "steps": int(model.num_timesteps),
+        "steps": run_callback.env_steps,
         "seconds": round(time.perf_counter() - run_callback.start, 2),
         "final_eval_success": last.success if last else None,
         "final_eval_step": run_callback.last_eval_step if last else None,

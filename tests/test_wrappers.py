@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from mtgc_cli.envs.wrappers import DictObservation, GoalObservation, SuccessInfo, TaskOneHot
+from mtgc_cli.envs.wrappers import (
+    ActionRepeat,
+    DictObservation,
+    GoalObservation,
+    MissingSuccessKey,
+    SuccessInfo,
+    TaskOneHot,
+)
 
 STUB_ID = "mtgc-test/WrapperStub-v0"
 
@@ -183,6 +190,61 @@ def test_success_info() -> None:
         env = SuccessInfo(StubEnv(), key="nope")
         env.reset()
         env.step(env.action_space.sample())
+
+
+def test_success_info_detects_the_key_or_names_the_keys_the_env_reports() -> None:
+    env = SuccessInfo(StubEnv(), key=None)  # the stub reports "success", as Meta-World does
+    env.reset()
+    env.step(env.action_space.sample())
+    *_, info = env.step(env.action_space.sample())
+    assert env.key == "success" and info["is_success"] == 1.0
+    with pytest.raises(MissingSuccessKey) as caught:
+        env = SuccessInfo(StubEnv(), key="is_done")
+        env.reset()
+        env.step(env.action_space.sample())
+    assert caught.value.keys == ("success", "task")
+
+
+def test_success_info_latch_counts_success_at_any_step() -> None:
+    # The stub succeeds at even steps only: at the end of a 3-step episode it reports failure.
+    latched = SuccessInfo(StubEnv(), key="success", latch=True)
+    plain = SuccessInfo(StubEnv(), key="success")
+    for env in (latched, plain):
+        env.reset()
+    flags = [
+        [env.step(env.action_space.sample())[-1]["is_success"] for env in (latched, plain)] for _ in range(3)
+    ]
+    assert flags == [[0.0, 0.0], [1.0, 1.0], [1.0, 0.0]]
+    latched.reset()  # a new episode starts unreached
+    assert latched.step(latched.action_space.sample())[-1]["is_success"] == 0.0
+
+
+class _Counter(StubEnv):
+    """Truncates after ``limit`` steps; reward is the step count, so the last inner step is visible."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__("box")
+        self.limit = limit
+        self.actions: list[float] = []
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        obs, _, terminated, _, info = super().step(action)
+        self.actions.append(float(np.asarray(action)[0]))
+        return obs, float(self.t), terminated, self.t >= self.limit, info
+
+
+def test_action_repeat_repeats_and_stops_at_the_episode_end() -> None:
+    inner = _Counter(limit=5)
+    env = ActionRepeat(inner, repeat=2)
+    env.reset()
+    _, reward, _, truncated, info = env.step(np.array([0.5], dtype=np.float32))
+    assert (reward, truncated, info["env_steps"]) == (2.0, False, 2) and inner.actions == [0.5, 0.5]
+    env.step(np.array([0.1], dtype=np.float32))
+    _, reward, _, truncated, info = env.step(np.array([0.2], dtype=np.float32))
+    # 5 = 2 + 2 + 1: the last decision stops at the inner truncation instead of overshooting.
+    assert (reward, truncated, info["env_steps"]) == (5.0, True, 1) and inner.t == 5
+    with pytest.raises(ValueError):
+        ActionRepeat(_Counter(3), repeat=0)
 
 
 # ---- env.spec -----------------------------------------------------------------------------

@@ -28,3 +28,11 @@ class BitFlippingGoalsEnv(BitFlippingEnv):
             self.desired_goal = np.asarray(self._obs_space.sample(), dtype=self.desired_goal.dtype)
             obs = self._get_obs()
         return obs, info
+
+    def compute_terminated(self, achieved_goal: Any, desired_goal: Any, _info: Any) -> np.ndarray | bool:
+        """Whether reaching ``achieved_goal`` ends the episode for ``desired_goal`` (vectorised).
+
+        The env terminates on success; hindsight relabeling asks this for every new goal.
+        """
+        reward = self.compute_reward(achieved_goal, desired_goal, None)
+        return np.asarray(reward) == 0

@@ -23,9 +23,10 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
 
 from mtgc_cli.envs.registry import register_envs, split_module
-from mtgc_cli.envs.wrappers import DictObservation, SuccessInfo, TaskOneHot
+from mtgc_cli.envs.wrappers import ActionRepeat, DictObservation, SuccessInfo, TaskOneHot
 from mtgc_cli.errors import MtgcError, UsageError
 from mtgc_cli.presets import EnvConfig
+from mtgc_cli.seeding import Stream, derive, slot_seeds
 
 TASK_KEY = "task"
 
@@ -159,29 +160,97 @@ def _base_env(cfg: EnvConfig, task: int | None) -> gym.Env:
         raise UsageError(f"env.tasks: {exc}") from exc
 
 
-def make_env(cfg: EnvConfig, task: int | None = None) -> gym.Env:
-    """One env with mtgc's wrappers (task one-hot, success key, goal distance, episode stats)."""
+def _takes_seed(env_id: str) -> bool:
+    """Whether ``env_id``'s constructor takes a ``seed`` (Meta-World: it fixes the task variations)."""
+    try:
+        entry = gym.spec(env_id).entry_point
+        creator = load_env_creator(entry) if isinstance(entry, str) else entry
+        return "seed" in inspect.signature(creator).parameters
+    except Exception:
+        # An id that cannot be inspected is reported by the env builder itself.
+        return False
+
+
+def with_task_set_seed(cfg: EnvConfig, task_set_seed: int) -> EnvConfig:
+    """``cfg`` with ``seed`` in the kwargs of every env whose constructor takes one.
+
+    Meta-World draws each task's set of variations (object and goal positions) when the env is
+    built; without a seed it uses numpy's global generator, so two builds with the same run seed
+    saw different targets and training and evaluation envs saw different sets. One seed derived
+    from the run's seed, given to every training and evaluation env, fixes one set for the run.
+    A seed the preset sets itself is kept.
+    """
+    if cfg.tasks is not None and cfg.tasks[0].id is not None:
+        tasks = [
+            task.model_copy(update={"kwargs": {"seed": task_set_seed, **task.kwargs}})
+            if task.id is not None and "seed" not in cfg.kwargs and _takes_seed(task.id)
+            else task
+            for task in cfg.tasks
+        ]
+        return cfg.model_copy(update={"tasks": tasks})
+    if cfg.id is not None and "seed" not in cfg.kwargs and _takes_seed(cfg.id):
+        return cfg.model_copy(update={"kwargs": {"seed": task_set_seed, **cfg.kwargs}})
+    return cfg
+
+
+def make_env(cfg: EnvConfig, task: int | None = None, seed: int | None = None) -> gym.Env:
+    """One env with mtgc's wrappers (task one-hot, success key, goal distance, episode stats).
+
+    ``seed`` seeds the env's own generator (goals, initial states) and its action space once, at
+    construction; later resets continue that stream, so every episode differs and the sequence is
+    reproducible.
+    """
     register_envs(*(i for i in [cfg.id, *(t.id for t in cfg.tasks or [])] if i))
     env = _base_env(cfg, task)
-    if cfg.success_key != "is_success":
-        env = SuccessInfo(env, key=cfg.success_key)
+    if cfg.action_repeat > 1:
+        env = ActionRepeat(env, cfg.action_repeat)
+    env = SuccessInfo(env, key=cfg.success_key, latch=cfg.success_at == "any")
     if cfg.tasks is not None:
         if isinstance(env.observation_space, spaces.Box):
             # The multi-task replay buffer keeps the task id under its own Dict key.
             env = DictObservation(env)
         env = TaskOneHot(env, n_tasks=len(cfg.tasks), key=TASK_KEY)
     env = GoalDistanceInfo(env)
-    return Monitor(env, info_keywords=())
+    if cfg.time_feature:
+        from sb3_contrib.common.wrappers import TimeFeatureWrapper
+
+        # Outside the action repeat, so the feature counts decisions, which is what the policy sees.
+        limit = env.spec.max_episode_steps if env.spec is not None else None
+        if limit is None:
+            raise UsageError(f"env.time_feature: {cfg.label} has no episode step limit to count down from")
+        env = TimeFeatureWrapper(env, max_steps=-(-limit // cfg.action_repeat))
+    env = Monitor(env, info_keywords=())
+    if seed is not None:
+        env.reset(seed=seed)
+        env.action_space.seed(seed)
+    return env
 
 
-def make_vec_env(cfg: EnvConfig, *, seed: int, slot_tasks: Sequence[int | None] | None = None) -> VecEnv:
-    """``cfg.n_envs`` envs (or one per entry of ``slot_tasks``, each with that task fixed)."""
+def make_vec_env(
+    cfg: EnvConfig,
+    *,
+    seed: int,
+    stream: Stream = Stream.TRAIN,
+    task_set_seed: int | None = None,
+    slot_tasks: Sequence[int | None] | None = None,
+) -> VecEnv:
+    """``cfg.n_envs`` envs (or one per entry of ``slot_tasks``, each with that task fixed).
+
+    Slot i is seeded with ``derive(seed, stream, i)``: training, evaluation and `mtgc eval` envs,
+    and runs with different seeds, draw independent goals. ``task_set_seed`` (default ``seed``) is
+    the run's seed, which fixes envs' task variations the same way for training and evaluation.
+    """
     if slot_tasks is None:
         if cfg.tasks is not None and cfg.task_sampling == "per-slot":
             slot_tasks = [i % len(cfg.tasks) for i in range(cfg.n_envs)]
         else:
             slot_tasks = [None] * cfg.n_envs
-    fns = [functools.partial(make_env, cfg, task) for task in slot_tasks]
+    cfg = with_task_set_seed(cfg, derive(seed if task_set_seed is None else task_set_seed, Stream.TASK_SET))
+    seeds = slot_seeds(seed, stream, len(slot_tasks))
+    fns = [
+        functools.partial(make_env, cfg, task, seed=slot_seed)
+        for task, slot_seed in zip(slot_tasks, seeds, strict=True)
+    ]
     vec: VecEnv
     if cfg.vec_env == "subproc" and len(fns) > 1:
         # Build one env here first so bad ids and kwargs fail with a clear message in this
@@ -190,7 +259,6 @@ def make_vec_env(cfg: EnvConfig, *, seed: int, slot_tasks: Sequence[int | None] 
         vec = SubprocVecEnv(fns, start_method="forkserver")
     else:
         vec = DummyVecEnv(fns)
-    vec.seed(seed)
     return vec
 
 
@@ -221,7 +289,9 @@ def normalize(vec: VecEnv, cfg: EnvConfig, *, training: bool, stats: Path | None
         training=training,
         norm_obs=True,
         norm_reward=False,
-        clip_obs=cfg.normalize_clip,
+        # No clipping here: SB3 stores unnormalize(normalize(obs)) for episode ends, which must be
+        # the raw observation; the policy clips its normalised input instead (mtgc_cli.features).
+        clip_obs=np.inf,
         norm_obs_keys=keys,
     )
 

@@ -14,7 +14,15 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-__all__ = ["DictObservation", "GoalObservation", "SuccessInfo", "TaskOneHot"]
+__all__ = [
+    "SUCCESS_KEYS",
+    "ActionRepeat",
+    "DictObservation",
+    "GoalObservation",
+    "MissingSuccessKey",
+    "SuccessInfo",
+    "TaskOneHot",
+]
 
 
 class TaskOneHot(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
@@ -175,27 +183,95 @@ class DictObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         return {self.key: observation}
 
 
-class SuccessInfo(gym.Wrapper, gym.utils.RecordConstructorArgs):
-    """Copy ``info[key]`` into ``info["is_success"]`` as a float (0.0 or 1.0).
+# The info keys under which envs report success, in the order they are looked for.
+SUCCESS_KEYS = ("is_success", "success")
 
-    SB3's Monitor, HER and mtgc's evaluation read ``is_success``; Meta-World reports ``success``.
+
+class MissingSuccessKey(KeyError):
+    """The env's step info has no success key; ``keys`` are the ones it does report."""
+
+    def __init__(self, wanted: Sequence[str], keys: Sequence[str]) -> None:
+        super().__init__(f"no success key {' or '.join(map(repr, wanted))} in the step info")
+        self.wanted = tuple(wanted)
+        self.keys = tuple(sorted(keys))
+
+
+class SuccessInfo(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Report success as ``info["is_success"]`` (0.0 or 1.0), read from the env's own key.
+
+    SB3's Monitor, HER and mtgc's evaluation read ``is_success``; Meta-World and the
+    gymnasium-robotics mazes report ``success``. With ``key=None`` the key is detected on the
+    first step (``SUCCESS_KEYS``, in order); an env that reports none raises
+    :class:`MissingSuccessKey` rather than counting as a silent failure.
+
+    With ``latch=True`` an episode counts as a success from the first step that reported one
+    (Meta-World's evaluation measure: success at any step), so the value at the episode's end,
+    which is what evaluation reads, says whether success was ever reached.
     """
 
-    def __init__(self, env: gym.Env, key: str = "success") -> None:
-        """Wrap ``env``; ``key`` is the info key the env reports success under."""
-        gym.utils.RecordConstructorArgs.__init__(self, key=key)
+    def __init__(self, env: gym.Env, key: str | None = None, latch: bool = False) -> None:
+        """Wrap ``env``; ``key`` is the info key the env reports success under (None: detect)."""
+        gym.utils.RecordConstructorArgs.__init__(self, key=key, latch=latch)
         gym.Wrapper.__init__(self, env)
         self.key = key
+        self.latch = latch
+        self._reached = False
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        self._reached = False
+        return self.env.reset(seed=seed, options=options)
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
-        """Step the wrapped env and add ``info["is_success"]``.
+        """Step the wrapped env and set ``info["is_success"]``.
 
         Raises:
-            KeyError: the step info has no ``key``.
+            MissingSuccessKey: the step info has no success key.
         """
         obs, reward, terminated, truncated, info = self.env.step(action)
+        if self.key is None:
+            self.key = next((k for k in SUCCESS_KEYS if k in info), None)
+            if self.key is None:
+                raise MissingSuccessKey(SUCCESS_KEYS, list(info))
         if self.key not in info:
-            raise KeyError(f"SuccessInfo expected info[{self.key!r}], but the info has keys {sorted(info)}.")
+            raise MissingSuccessKey([self.key], list(info))
+        success = float(info[self.key]) > 0
+        self._reached = self._reached or success
         # Copy so that a dict the inner env keeps around is not changed behind its back.
-        info = {**info, "is_success": float(info[self.key])}
+        info = {**info, "is_success": float(self._reached if self.latch else success)}
+        return obs, reward, terminated, truncated, info
+
+
+class ActionRepeat(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Apply each action for ``repeat`` env steps; one decision of the agent is ``repeat`` env steps.
+
+    The reward, observation and info are those of the last inner step: for goal-conditioned envs
+    the reward is a function of the state reached (``compute_reward(achieved_goal, desired_goal)``),
+    which is what hindsight relabeling recomputes from the stored observation, so the two agree.
+    A decision ends early when the inner env terminates or truncates, so episode ends are never
+    overshot. ``info["env_steps"]`` says how many inner steps the decision took.
+    """
+
+    def __init__(self, env: gym.Env, repeat: int) -> None:
+        """Wrap ``env``.
+
+        Raises:
+            ValueError: ``repeat < 1``.
+        """
+        gym.utils.RecordConstructorArgs.__init__(self, repeat=repeat)
+        gym.Wrapper.__init__(self, env)
+        if repeat < 1:
+            raise ValueError(f"repeat must be >= 1, got {repeat}")
+        self.repeat = repeat
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Step the inner env up to ``repeat`` times with ``action``; return the last step's results."""
+        steps = 0
+        while True:
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            steps += 1
+            if terminated or truncated or steps == self.repeat:
+                break
+        info = {**info, "env_steps": steps}
         return obs, reward, terminated, truncated, info

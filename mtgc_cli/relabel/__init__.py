@@ -6,14 +6,14 @@ from typing import Any
 
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv
-from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 
 from mtgc_cli.envs.factory import TASK_KEY, base_attr
 from mtgc_cli.errors import UsageError
 from mtgc_cli.presets import RunConfig
+from mtgc_cli.relabel.her_buffer import GoalReplayBuffer
 from mtgc_cli.relabel.multitask_buffer import BatchPlan, MultiTaskReplayBuffer
 
-__all__ = ["BatchPlan", "MultiTaskReplayBuffer", "replay_setup"]
+__all__ = ["BatchPlan", "GoalReplayBuffer", "MultiTaskReplayBuffer", "replay_setup"]
 
 
 def _is_goal_space(space: spaces.Space) -> bool:
@@ -24,7 +24,8 @@ def replay_setup(config: RunConfig, env: VecEnv) -> tuple[type | None, dict[str,
     """The replay buffer class and kwargs for ``config.relabel`` on ``env``.
 
     ``none`` on a single task keeps SB3's plain (dict) replay buffer; final/future/episode use
-    SB3's ``HerReplayBuffer``; multi-task envs use :class:`MultiTaskReplayBuffer`.
+    SB3's ``HerReplayBuffer`` (as :class:`GoalReplayBuffer`, which recomputes relabeled rows'
+    termination); multi-task envs use :class:`MultiTaskReplayBuffer`.
     """
     relabel = config.relabel
     env_name = config.env.label
@@ -42,7 +43,7 @@ def replay_setup(config: RunConfig, env: VecEnv) -> tuple[type | None, dict[str,
                 f"relabel.strategy '{relabel.strategy}' needs the env's compute_reward to recompute "
                 f"rewards; {env_name} has none; valid here: none"
             )
-        return HerReplayBuffer, {
+        return GoalReplayBuffer, {
             "goal_selection_strategy": relabel.strategy,
             "n_sampled_goal": relabel.n_sampled_goal,
         }
