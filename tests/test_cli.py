@@ -52,7 +52,10 @@ def test_train_writes_a_complete_run_folder(trained_run: Path) -> None:
         json.loads((run / "versions.json").read_text())
     )
     rows = (run / "progress.csv").read_text().splitlines()
-    assert rows[0] == "env_steps,wall_seconds,eval_success,eval_return,train_success,fps,gradient_steps,eval_seconds"
+    assert (
+        rows[0]
+        == "env_steps,wall_seconds,eval_success,eval_return,train_success,fps,gradient_steps,eval_seconds"
+    )
     assert [int(r.split(",")[0]) for r in rows[1:]] == [200, 400]
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
         "rl_model_200_steps.zip",
