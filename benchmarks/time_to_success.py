@@ -1,0 +1,271 @@
+"""Wall-clock minutes and env steps until a preset's eval success reaches 0.5 and 0.9.
+
+Runs `mtgc train` for each preset and seed within a wall-clock budget, evaluating every
+``--eval-every`` env steps on ``--eval-episodes`` deterministic episodes, then prints per run:
+minutes and env steps to 0.5 and 0.9, final success, env steps/s and gradient steps/s (both
+over training time, evaluation excluded), the cores it ran on, and the median over seeds.
+Writes ``time_to_success.json`` and ``time_to_success.png`` (success against wall-clock minutes).
+
+    python benchmarks/time_to_success.py --preset fetch-push --seeds 0,1,2 --minutes 60
+    python benchmarks/time_to_success.py --preset fetch-push --also fetch-push-zoo --seeds 0 --minutes 60
+
+Runs go ``--parallel`` at a time. With 1 a run gets every core (torch's default threads); with
+more, each run is pinned to one core (``taskset``) with one torch thread, so runs never fight
+over threads; the table says which. Minutes are wall-clock from the run's start and include its
+evaluations (``minutes``), and without them (``train min``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+THRESHOLDS = (0.5, 0.9)
+
+
+@dataclass
+class Job:
+    preset: str
+    seed: int
+    cores: str  # "all" or the core it was pinned to
+    run_root: Path
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+
+
+@dataclass
+class Outcome:
+    preset: str
+    seed: int
+    cores: str
+    status: str
+    env_steps: int
+    minutes: float
+    final_success: float | None
+    env_steps_per_s: float | None
+    gradient_steps_per_s: float | None
+    reached: dict[str, dict[str, float] | None] = field(default_factory=dict)
+    curve: list[dict[str, float]] = field(default_factory=list)
+    run_dir: str | None = None
+
+
+def _mtgc() -> list[str]:
+    exe = shutil.which("mtgc")
+    return [exe] if exe else [sys.executable, "-m", "mtgc_cli.cli.app"]
+
+
+def start(job: Job, args: argparse.Namespace, pinned: bool) -> None:
+    env = dict(os.environ)
+    command = [
+        *_mtgc(), "train", "--preset", job.preset, "--seed", str(job.seed),
+        "--timesteps", str(args.timesteps), "--runs-dir", str(job.run_root),
+        "--set", f"train.eval_every={args.eval_every}", "--set", f"train.eval_episodes={args.eval_episodes}",
+    ]  # fmt: skip
+    for assignment in args.set or []:
+        command += ["--set", assignment]
+    if pinned:
+        env["OMP_NUM_THREADS"] = "1"
+        env["MKL_NUM_THREADS"] = "1"
+        command = ["taskset", "-c", job.cores, *command]
+    job.log.parent.mkdir(parents=True, exist_ok=True)
+    with job.log.open("wb") as log:
+        job.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    job.started = time.monotonic()
+
+
+def read_outcome(job: Job) -> Outcome:
+    runs = sorted(job.run_root.rglob("progress.csv"))
+    rows: list[dict[str, str]] = []
+    if runs:
+        with runs[-1].open() as f:
+            rows = list(csv.DictReader(f))
+    summary_file = runs[-1].parent / "summary.json" if runs else None
+    status = "no result"
+    if summary_file is not None and summary_file.is_file():
+        status = json.loads(summary_file.read_text()).get("status", "done")
+    curve = [
+        {
+            "env_steps": int(r["env_steps"]),
+            "minutes": float(r["wall_seconds"]) / 60,
+            "train_minutes": (float(r["wall_seconds"]) - float(r.get("eval_seconds") or 0)) / 60,
+            "success": float(r["eval_success"]),
+            "gradient_steps": int(r.get("gradient_steps") or 0),
+        }
+        for r in rows
+    ]
+    reached: dict[str, dict[str, float] | None] = {}
+    for threshold in THRESHOLDS:
+        hit = next((point for point in curve if point["success"] >= threshold), None)
+        reached[str(threshold)] = (
+            {"minutes": hit["minutes"], "train_minutes": hit["train_minutes"], "env_steps": hit["env_steps"]}
+            if hit
+            else None
+        )
+    last = curve[-1] if curve else None
+    train_seconds = last["train_minutes"] * 60 if last else 0.0
+    return Outcome(
+        preset=job.preset,
+        seed=job.seed,
+        cores=job.cores,
+        status=status,
+        env_steps=last["env_steps"] if last else 0,
+        minutes=last["minutes"] if last else 0.0,
+        final_success=last["success"] if last else None,
+        env_steps_per_s=last["env_steps"] / train_seconds if last and train_seconds else None,
+        gradient_steps_per_s=last["gradient_steps"] / train_seconds if last and train_seconds else None,
+        reached=reached,
+        curve=curve,
+        run_dir=str(runs[-1].parent) if runs else None,
+    )
+
+
+def run_all(jobs: list[Job], args: argparse.Namespace) -> list[Outcome]:
+    pending = list(jobs)
+    running: list[Job] = []
+    free_cores = [str(core) for core in range(args.parallel)]
+    budget = args.minutes * 60
+    while pending or running:
+        while pending and len(running) < args.parallel:
+            job = pending.pop(0)
+            pinned = args.parallel > 1
+            job.cores = free_cores.pop(0) if pinned else "all"
+            start(job, args, pinned)
+            running.append(job)
+            print(f"started {job.preset} seed {job.seed} on cores {job.cores}: log {job.log}", flush=True)
+        time.sleep(5)
+        for job in list(running):
+            assert job.process is not None
+            if job.process.poll() is None and time.monotonic() - job.started > budget:
+                # SIGINT: mtgc saves the model and writes its summary as `interrupted`.
+                job.process.send_signal(signal.SIGINT)
+                try:
+                    job.process.wait(timeout=300)
+                except subprocess.TimeoutExpired:
+                    job.process.kill()
+            if job.process.poll() is not None:
+                running.remove(job)
+                if job.cores != "all":
+                    free_cores.append(job.cores)
+                print(f"finished {job.preset} seed {job.seed} (exit {job.process.returncode})", flush=True)
+    return [read_outcome(job) for job in jobs]
+
+
+def _fmt_reach(value: dict[str, float] | None) -> str:
+    if value is None:
+        return "not reached"
+    return f"{value['minutes']:.1f} min ({value['train_minutes']:.1f} train) / {value['env_steps']:,.0f}"
+
+
+def report(outcomes: list[Outcome], args: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"time to success: {args.minutes:.0f} min budget, {args.eval_episodes} eval episodes")
+    for column in ("preset", "seed", "cores", "to 0.5: min / steps", "to 0.9: min / steps", "final",
+                   "steps", "env steps/s", "grad steps/s", "status"):  # fmt: skip
+        table.add_column(column)
+    for o in outcomes:
+        table.add_row(
+            o.preset, str(o.seed), o.cores,
+            _fmt_reach(o.reached.get("0.5")), _fmt_reach(o.reached.get("0.9")),
+            "-" if o.final_success is None else f"{o.final_success:.2f}", f"{o.env_steps:,}",
+            "-" if o.env_steps_per_s is None else f"{o.env_steps_per_s:.1f}",
+            "-" if o.gradient_steps_per_s is None else f"{o.gradient_steps_per_s:.1f}", o.status,
+        )  # fmt: skip
+    for preset in dict.fromkeys(o.preset for o in outcomes):
+        mine = [o for o in outcomes if o.preset == preset]
+        cells = []
+        for threshold in THRESHOLDS:
+            hits = [o.reached[str(threshold)] for o in mine]
+            reached = [h["minutes"] for h in hits if h]
+            # Runs that never got there count as beyond the budget: the median is only a number
+            # when at least half the seeds reached the threshold.
+            ordered = sorted(reached) + [float("inf")] * (len(hits) - len(reached))
+            median = statistics.median(ordered) if ordered else float("inf")
+            cells.append(
+                f"{median:.1f} min ({len(reached)}/{len(hits)})"
+                if median != float("inf")
+                else f"> budget ({len(reached)}/{len(hits)})"
+            )
+        finals = [o.final_success for o in mine if o.final_success is not None]
+        table.add_row(
+            preset, "median", "", cells[0], cells[1], f"{statistics.median(finals):.2f}" if finals else "-",
+            "", "", "", "",
+        )  # fmt: skip
+    Console(width=max(Console().width, 170)).print(table)
+
+
+def plot(outcomes: list[Outcome], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    colours = {preset: f"C{i}" for i, preset in enumerate(dict.fromkeys(o.preset for o in outcomes))}
+    for o in outcomes:
+        ax.plot(
+            [p["minutes"] for p in o.curve], [p["success"] for p in o.curve], color=colours[o.preset],
+            label=f"{o.preset} s{o.seed} (cores {o.cores})", marker=".",
+        )  # fmt: skip
+    for threshold in THRESHOLDS:
+        ax.axhline(threshold, color="grey", lw=0.5, ls="--")
+    ax.set_xlabel("wall-clock minutes (evaluation included)")
+    ax.set_ylabel("eval success")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--preset", default="fetch-push")
+    parser.add_argument("--also", default="", help="more presets run side by side, comma-separated")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--minutes", type=float, default=60.0, help="wall-clock budget per run")
+    parser.add_argument(
+        "--timesteps", type=int, default=10_000_000, help="env-step cap (the budget usually ends first)"
+    )
+    parser.add_argument("--eval-every", type=int, default=10_000)
+    parser.add_argument("--eval-episodes", type=int, default=100)
+    parser.add_argument("--parallel", type=int, default=1, help="runs at once, one core each when > 1")
+    parser.add_argument("--set", action="append", help="KEY=VALUE passed to every run")
+    parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/time_to_success"))
+    args = parser.parse_args()
+    if args.parallel > (os.cpu_count() or 1):
+        parser.error(f"--parallel {args.parallel} exceeds the {os.cpu_count()} cores")
+    presets = [args.preset, *[p for p in args.also.split(",") if p]]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    out = args.out / stamp
+    jobs = [
+        Job(preset, seed, "all", out / "runs" / f"{preset}-s{seed}", out / "logs" / f"{preset}-s{seed}.log")
+        for seed in seeds
+        for preset in presets
+    ]
+    outcomes = run_all(jobs, args)
+    report(outcomes, args)
+    payload = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+               "runs": [asdict(o) for o in outcomes]}  # fmt: skip
+    (out / "time_to_success.json").write_text(json.dumps(payload, indent=2))
+    plot(outcomes, out / "time_to_success.png")
+    print(f"wrote {out / 'time_to_success.json'} and {out / 'time_to_success.png'}")
+
+
+if __name__ == "__main__":
+    main()
