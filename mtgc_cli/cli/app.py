@@ -98,7 +98,7 @@ def _root(
 
 def _register() -> None:
     # Imported here so each command module can import `app` without a cycle.
-    from mtgc_cli.cli import compare, evaluate, presets, train  # noqa: F401
+    from mtgc_cli.cli import collect, compare, evaluate, presets, train  # noqa: F401
 
 
 _register()
