@@ -19,6 +19,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
 from mtgc_cli.errors import UsageError
+from mtgc_cli.imitation.bc import HEADS, BehaviourCloning
 from mtgc_cli.presets import AlgoConfig
 
 ALGORITHMS: dict[str, type[OffPolicyAlgorithm]] = {
@@ -27,6 +28,9 @@ ALGORITHMS: dict[str, type[OffPolicyAlgorithm]] = {
     "ddpg": DDPG,
     "tqc": TQC,
     "dqn": DQN,
+    # Behaviour cloning: an SB3 algorithm whose learn() takes gradient steps on demonstrations,
+    # so training, eval and compare run it like the others (mtgc_cli/imitation/bc.py).
+    "bc": BehaviourCloning,  # type: ignore[dict-item]
 }
 
 # Arguments mtgc sets itself from other sections; a preset setting them would be silently overridden.
@@ -212,6 +216,18 @@ POLICY_RULES: dict[str, Rule] = {
 # Where an algorithm takes less than the rule above (DQN has one Q-network, no actor).
 POLICY_RULES_FOR: dict[str, dict[str, Rule]] = {
     "dqn": {"net_arch": Rule(_widths_ok, "a list of layer widths >= 1 such as [256, 256] (dqn)")},
+    "bc": {"net_arch": Rule(_widths_ok, "a list of layer widths >= 1 such as [256, 256] (bc)")},
+}
+
+# Arguments of one algorithm only (behaviour cloning's dataset and loss).
+RULES_FOR: dict[str, dict[str, Rule]] = {
+    "bc": {
+        "dataset": Rule(lambda v: isinstance(v, str) and bool(v), "a Minari dataset id: mtgc/point-tasks-v0"),
+        "data_dir": Rule(lambda v: v is None or isinstance(v, str), "a folder (default: ./data)"),
+        "head": Rule(lambda v: v in HEADS, ", ".join(HEADS)),
+        "validation_fraction": _number_rule(0, 0.5, low_open=False),
+        "validation_every": _int_rule(1),
+    },
 }
 
 
@@ -238,7 +254,7 @@ def check_algo_kwargs(algo: AlgoConfig, source: str = "preset") -> None:
                 pass
             else:
                 setattr(algo, key, value)
-        rule = RULES.get(key)
+        rule = RULES_FOR.get(algo.name, {}).get(key) or RULES.get(key)
         if rule is not None:
             if not rule.ok(value):
                 raise UsageError(f"{source}: algo.{key} is {value!r}; valid: {rule.valid}")

@@ -22,6 +22,7 @@ from mtgc_cli.errors import UsageError
 
 GOAL_STRATEGIES = ("none", "final", "future", "episode")
 TASK_RELABELS = ("none", "random", "best")
+SAMPLINGS = ("stratified", "uniform")
 
 
 class _Section(BaseModel):
@@ -129,7 +130,8 @@ class AlgoConfig(BaseModel):
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
 
-    name: Literal["sac", "td3", "ddpg", "tqc", "dqn"]
+    # bc: behaviour cloning from a demonstration dataset (mtgc_cli/imitation/bc.py).
+    name: Literal["sac", "td3", "ddpg", "tqc", "dqn", "bc"]
     # Gaussian action noise for TD3/DDPG (a numpy object can't be written in YAML).
     noise_std: float | None = Field(None, ge=0)
 
@@ -177,6 +179,23 @@ class RunConfig(_Section):
     def _relabel_fits_env(self) -> RunConfig:
         if self.relabel.task != "none" and not self.env.is_multitask:
             raise ValueError("relabel.task needs a multi-task env (env.tasks)")
+        return self
+
+    @model_validator(mode="after")
+    def _bc_fits_env(self) -> RunConfig:
+        # Behaviour cloning steps no env while it trains: its steps are gradient steps, its input
+        # is standardised with the dataset's statistics, and its actions are the recorded ones.
+        if self.algo.name != "bc":
+            return self
+        rules = {
+            "env.n_envs": (self.env.n_envs, 1),
+            "env.normalize": (self.env.normalize, False),
+            "env.action_repeat": (self.env.action_repeat, 1),
+            "relabel.task": (self.relabel.task, "none"),
+        }
+        for key, (value, valid) in rules.items():
+            if value != valid:
+                raise ValueError(f"{key} is {value!r} with algo.name bc; valid: {valid!r}")
         return self
 
     def to_yaml(self) -> str:
@@ -272,18 +291,31 @@ def apply_override(data: dict[str, Any], path: Sequence[str], value: Any) -> Non
 
 
 def strategy_overrides(spec: str) -> dict[str, str]:
-    """A relabel choice as the CLI writes it: ``future``, ``random-task``, ``future+best-task``."""
-    goal = "none"
-    task = "none"
+    """A relabel choice as the CLI writes it: ``future``, ``random-task``, ``future+best-task``.
+
+    A ``stratified`` or ``uniform`` part also sets ``relabel.sampling`` (``future+uniform``), so
+    that ``compare --strategies stratified,uniform`` compares minibatch sampling.
+    """
+    overrides = {"strategy": "none", "task": "none"}
     for part in (p.strip() for p in spec.split("+")):
         if part in GOAL_STRATEGIES:
-            goal = part
+            overrides["strategy"] = part
         elif part.endswith("-task") and part[: -len("-task")] in TASK_RELABELS[1:]:
-            task = part[: -len("-task")]
+            overrides["task"] = part[: -len("-task")]
+        elif part in SAMPLINGS:
+            overrides["sampling"] = part
         else:
-            valid = [*GOAL_STRATEGIES, "random-task", "best-task", "future+random-task", "future+best-task"]
+            valid = [
+                *GOAL_STRATEGIES,
+                "random-task",
+                "best-task",
+                "future+random-task",
+                "future+best-task",
+                *SAMPLINGS,
+                "future+uniform",
+            ]
             raise UsageError(f"unknown strategy '{spec}'{_suggest(part, valid)}; valid: {', '.join(valid)}")
-    return {"strategy": goal, "task": task}
+    return overrides
 
 
 def load(

@@ -1,0 +1,405 @@
+"""Behaviour cloning: a task- and goal-conditioned policy fitted to demonstrations.
+
+The objective is ``min_theta sum_i L(theta, D_i)`` over the tasks' demonstration sets, with
+``L = -E log pi_theta(a | s, z_i)`` (``head: gaussian``) or the squared error of a deterministic
+policy (``head: deterministic``, the Gaussian's mean with fixed variance); ``s`` holds the goal and
+``z_i`` is the task one-hot, both read from the observation as the env builder makes it.
+
+:class:`BehaviourCloning` is an SB3 algorithm (``algo.name: bc``), so ``mtgc train``, ``compare``
+and ``eval`` run it through the same code as SAC: run folder, live view, ``progress.csv``,
+checkpoints, best-model selection, ``model.predict``. What differs is ``learn``: one "step" is
+one gradient step on a minibatch of demonstrations (nothing steps the env while training), so
+``train.timesteps``, ``eval_every`` and ``checkpoint_every`` count gradient steps, and so does
+``progress.csv``'s ``env_steps`` column; ``train_success`` stays empty. Each step calls the
+callbacks with SB3's per-step locals (``dones`` all False, ``infos`` empty), as a rollout step does.
+
+How minibatches are drawn follows the preset's ``relabel`` section, through the replay-buffer
+arguments mtgc builds from it: ``relabel.sampling`` (stratified or uniform over tasks) and
+``relabel.strategy`` / ``n_sampled_goal`` (goal relabeling of demonstrations); see ``batches.py``.
+Every ``validation_every`` steps the loss on held-out episodes is logged (TensorBoard
+``bc/validation_loss``) and appended to ``bc_loss.csv`` in the run folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, create_mlp
+from stable_baselines3.common.type_aliases import MaybeCallback, PyTorchObs, Schedule
+from stable_baselines3.common.vec_env import VecEnv
+from torch import nn
+
+from mtgc_cli.envs.factory import base_attr
+from mtgc_cli.errors import UsageError
+from mtgc_cli.imitation import dataset as datasets
+from mtgc_cli.imitation.batches import DemoSampler, split_episodes
+
+HEADS = ("deterministic", "gaussian")
+TASK_KEY = "task"
+# Normalised inputs are clipped here: a feature that was (nearly) constant in the demonstrations
+# must not explode when it varies at test time.
+INPUT_CLIP = 5.0
+LOG_STD_RANGE = (-5.0, 2.0)
+# The validation loss is computed on at most this many held-out rows (a fixed random subset).
+MAX_VALIDATION_ROWS = 20_000
+LOSS_FILE = "bc_loss.csv"
+
+
+class NormalizedInput(BaseFeaturesExtractor):
+    """Flatten the observation (Dict keys in order) and standardise it with the dataset's statistics.
+
+    The mean and scale are buffers, so they are saved and loaded with the policy's weights. The task
+    one-hot is left as it is (mean 0, scale 1): a rare task's one-hot must not be scaled up.
+    """
+
+    def __init__(self, observation_space: spaces.Space) -> None:
+        if isinstance(observation_space, spaces.Dict):
+            self.keys: list[str] | None = list(observation_space.spaces)
+            sizes = [int(np.prod(space.shape)) for space in observation_space.spaces.values()]  # type: ignore[arg-type]
+        else:
+            self.keys = None
+            sizes = [int(np.prod(observation_space.shape))]  # type: ignore[arg-type]
+        super().__init__(observation_space, features_dim=int(sum(sizes)))
+        self.register_buffer("mean", th.zeros(self.features_dim))
+        self.register_buffer("scale", th.ones(self.features_dim))
+
+    def flatten(self, observations: PyTorchObs) -> th.Tensor:
+        if self.keys is None:
+            assert isinstance(observations, th.Tensor)
+            return observations.flatten(1)
+        assert isinstance(observations, dict)
+        return th.cat([observations[key].flatten(1) for key in self.keys], dim=1)
+
+    def set_statistics(self, observations: dict[str, np.ndarray]) -> None:
+        """Mean and scale from (N, ...) training observations; the task one-hot is not scaled."""
+        keys = self.keys or ["observation"]
+        parts, fixed = [], []
+        for key in keys:
+            flat = observations[key].reshape(len(observations[key]), -1)
+            parts.append(flat)
+            fixed.append(np.full(flat.shape[1], key == TASK_KEY))
+        data, keep = np.concatenate(parts, axis=1), np.concatenate(fixed)
+        mean = np.where(keep, 0.0, data.mean(axis=0))
+        # A floor on the scale: a constant feature is centred, not blown up.
+        scale = np.where(keep, 1.0, np.maximum(data.std(axis=0), 1e-2))
+        self.mean.copy_(th.as_tensor(mean, dtype=th.float32))
+        self.scale.copy_(th.as_tensor(scale, dtype=th.float32))
+
+    def forward(self, observations: PyTorchObs) -> th.Tensor:
+        normalised = (self.flatten(observations) - self.mean) / self.scale
+        return normalised.clamp(-INPUT_CLIP, INPUT_CLIP)
+
+
+class BCPolicy(BasePolicy):
+    """An MLP from the normalised observation to actions in [-1, 1] (the action space rescaled).
+
+    ``deterministic``: ``tanh`` of the output, trained on the squared error. ``gaussian``: a mean and
+    a state-dependent log standard deviation, trained on ``-log pi``; it acts with its mean (clipped
+    to [-1, 1]) when deterministic, as evaluation asks.
+    """
+
+    features_extractor: NormalizedInput
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Box,
+        lr_schedule: Schedule,
+        head: str = "deterministic",
+        net_arch: list[int] | None = None,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            observation_space,
+            action_space,
+            features_extractor_class=NormalizedInput,  # type: ignore[arg-type]
+            optimizer_class=optimizer_class,
+            optimizer_kwargs=optimizer_kwargs,
+            squash_output=True,  # predict() maps [-1, 1] back to the action space's bounds
+            normalize_images=False,
+        )
+        if head not in HEADS:
+            raise ValueError(f"head '{head}' is not one of {', '.join(HEADS)}")
+        self.head = head
+        self.net_arch = [256, 256] if net_arch is None else list(net_arch)
+        self.activation_fn = activation_fn
+        self.features_extractor = self.make_features_extractor()  # type: ignore[assignment]
+        action_dim = int(np.prod(action_space.shape))
+        self.body = nn.Sequential(
+            *create_mlp(self.features_extractor.features_dim, -1, self.net_arch, activation_fn)
+        )
+        width = self.net_arch[-1] if self.net_arch else self.features_extractor.features_dim
+        self.action_mean = nn.Linear(width, action_dim)
+        self.log_std = nn.Linear(width, action_dim) if head == "gaussian" else None
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(head=self.head, net_arch=self.net_arch, activation_fn=self.activation_fn)
+        return data
+
+    def _outputs(self, obs: PyTorchObs) -> tuple[th.Tensor, th.Tensor | None]:
+        latent = self.body(self.extract_features(obs, self.features_extractor))
+        mean = self.action_mean(latent)
+        if self.log_std is None:
+            return th.tanh(mean), None
+        return mean, self.log_std(latent).clamp(*LOG_STD_RANGE)
+
+    def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
+        mean, log_std = self._outputs(observation)
+        if log_std is None or deterministic:
+            return mean.clamp(-1.0, 1.0)
+        return (mean + log_std.exp() * th.randn_like(mean)).clamp(-1.0, 1.0)
+
+    def loss(self, obs: PyTorchObs, actions: th.Tensor) -> th.Tensor:
+        """Mean over the batch of the squared error or of ``-log pi(a | s)`` (actions in [-1, 1])."""
+        mean, log_std = self._outputs(obs)
+        if log_std is None:
+            return (mean - actions).pow(2).sum(dim=1).mean()
+        return -th.distributions.Normal(mean, log_std.exp()).log_prob(actions).sum(dim=1).mean()
+
+    def forward(self, obs: PyTorchObs, deterministic: bool = False) -> th.Tensor:
+        return self._predict(obs, deterministic)
+
+
+def minibatch_plan(replay_buffer_kwargs: dict[str, Any] | None) -> tuple[str, str, float]:
+    """(sampling, goal strategy, relabeled fraction) from the replay arguments of the relabel section."""
+    kwargs = replay_buffer_kwargs or {}
+    if kwargs.get("task_relabel", "none") != "none":
+        raise ValueError(
+            "relabel.task: cross-task relabeling of demonstrations is not supported; valid: none"
+        )
+    goal = str(kwargs.get("goal_strategy", kwargs.get("goal_selection_strategy", "none")))
+    n_sampled = int(kwargs.get("n_sampled_goal", 4))
+    fraction = 0.0 if goal == "none" else 1.0 - 1.0 / (n_sampled + 1)
+    return str(kwargs.get("sampling", "uniform")), goal, fraction
+
+
+class BehaviourCloning(BaseAlgorithm):
+    """Behaviour cloning from a Minari dataset of demonstrations (see the module docstring).
+
+    Args:
+        dataset: the Minari dataset id, e.g. ``mtgc/point-tasks-v0`` (made by ``mtgc collect``).
+        data_dir: the folder of datasets (default: ``$MINARI_DATASETS_PATH``, else ``./data``).
+        head: ``deterministic`` (squared error) or ``gaussian`` (``-log pi``).
+        validation_fraction: share of each task's episodes held out for the validation loss.
+        validation_every: gradient steps between two validation losses.
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": BCPolicy,
+        "MultiInputPolicy": BCPolicy,
+    }
+    policy: BCPolicy
+
+    def __init__(
+        self,
+        policy: str | type[BCPolicy],
+        env: VecEnv,
+        dataset: str | None = None,
+        data_dir: str | None = None,
+        head: str = "deterministic",
+        learning_rate: float = 1e-3,
+        batch_size: int = 256,
+        validation_fraction: float = 0.1,
+        validation_every: int = 1000,
+        policy_kwargs: dict[str, Any] | None = None,
+        replay_buffer_class: type | None = None,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        tensorboard_log: str | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ) -> None:
+        super().__init__(
+            policy,
+            env,
+            learning_rate,
+            policy_kwargs=policy_kwargs,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            device=device,
+            seed=seed,
+            # Evaluation runs several env slots at once; training steps none of them.
+            support_multi_env=True,
+            supported_action_spaces=(spaces.Box,),
+        )
+        self.dataset = dataset
+        self.data_dir = data_dir
+        self.head = head
+        self.batch_size = batch_size
+        self.validation_fraction = validation_fraction
+        self.validation_every = validation_every
+        self.sampling, self.goal_strategy, self.relabel_fraction = minibatch_plan(replay_buffer_kwargs)
+        self._n_updates = 0
+        self._sampler: DemoSampler | None = None
+        self._validation: tuple[PyTorchObs, th.Tensor] | None = None
+        if _init_setup_model:
+            self._setup_model()
+            self._load_demonstrations()
+
+    def _excluded_save_params(self) -> list[str]:
+        # The demonstrations stay in the dataset; the saved model holds the policy only.
+        return [*super()._excluded_save_params(), "_sampler", "_validation", "_demos"]
+
+    def _setup_model(self) -> None:
+        self._setup_lr_schedule()
+        self.set_random_seed(self.seed)
+        self.policy = self.policy_class(  # type: ignore[assignment]
+            self.observation_space, self.action_space, self.lr_schedule, head=self.head, **self.policy_kwargs
+        ).to(self.device)
+
+    # ------------------------------------------------------------------------------------------
+    # Demonstrations
+
+    def _load_demonstrations(self) -> None:
+        if not self.dataset:
+            raise UsageError(
+                "algo.dataset is required for bc; valid: a Minari dataset id made by `mtgc collect`"
+            )
+        demos = datasets.read(datasets.data_root(self.data_dir), self.dataset)
+        self._check_compatible(demos)
+        rng = np.random.default_rng(self.seed)
+        train_rows, validation_rows = split_episodes(demos, self.validation_fraction, rng)
+        self._sampler = DemoSampler(
+            demos, train_rows, rng, self.sampling, self.goal_strategy, self.relabel_fraction
+        )  # type: ignore[arg-type]
+        self.policy.features_extractor.set_statistics(
+            {k: v[train_rows] for k, v in demos.observations.items()}
+        )
+        if len(validation_rows) > MAX_VALIDATION_ROWS:
+            validation_rows = np.sort(rng.choice(validation_rows, MAX_VALIDATION_ROWS, replace=False))
+        if len(validation_rows):
+            obs = {key: value[validation_rows] for key, value in demos.observations.items()}
+            self._validation = (self._to_torch(obs), self._actions(demos.actions[validation_rows]))
+        self.demonstrations = {
+            "dataset": self.dataset,
+            "episodes": demos.n_episodes,
+            "steps": len(demos.actions),
+            "validation_steps": len(validation_rows),
+        }
+
+    def _check_compatible(self, demos: datasets.Demonstrations) -> None:
+        """The dataset must have been collected in an env like this run's: same spaces and tasks."""
+
+        def shapes(space: spaces.Space) -> dict[str, tuple[int, ...]] | tuple[int, ...]:
+            if isinstance(space, spaces.Dict):
+                return {key: tuple(sub.shape or ()) for key, sub in space.spaces.items()}
+            return tuple(space.shape or ())
+
+        where = f"dataset {self.dataset}"
+        if shapes(demos.observation_space) != shapes(self.observation_space):
+            raise UsageError(
+                f"{where} has observations {shapes(demos.observation_space)}, the preset's env "
+                f"{shapes(self.observation_space)}; valid: a dataset collected in this env "
+                "(mtgc collect --preset)"
+            )
+        if shapes(demos.action_space) != shapes(self.action_space):
+            raise UsageError(
+                f"{where} has actions {shapes(demos.action_space)}, the env {shapes(self.action_space)}"
+            )
+        assert self.env is not None
+        env_tasks = [str(name) for name in base_attr(self.env, "task_names") or []]
+        if demos.task_names and env_tasks and demos.task_names != env_tasks:
+            raise UsageError(
+                f"{where} has tasks {demos.task_names}, the preset's env {env_tasks}; "
+                "valid: the same tasks in the same order"
+            )
+
+    def _to_torch(self, obs: dict[str, np.ndarray]) -> PyTorchObs:
+        if isinstance(self.observation_space, spaces.Dict):
+            return {key: th.as_tensor(value, device=self.device) for key, value in obs.items()}
+        return th.as_tensor(obs["observation"], device=self.device)
+
+    def _actions(self, actions: np.ndarray) -> th.Tensor:
+        """Actions rescaled to [-1, 1], the policy's output range."""
+        return th.as_tensor(self.policy.scale_action(actions), dtype=th.float32, device=self.device)
+
+    # ------------------------------------------------------------------------------------------
+    # Training
+
+    def validation_loss(self) -> float | None:
+        if self._validation is None:
+            return None
+        self.policy.set_training_mode(False)
+        with th.no_grad():
+            return float(self.policy.loss(*self._validation))
+
+    def train_step(self) -> float:
+        """One gradient step on one minibatch; returns its loss."""
+        assert self._sampler is not None, "no demonstrations: a loaded bc model can act but not train"
+        obs, actions = self._sampler.sample(self.batch_size)
+        self.policy.set_training_mode(True)
+        loss = self.policy.loss(self._to_torch(obs), self._actions(actions))
+        self.policy.optimizer.zero_grad()
+        loss.backward()
+        self.policy.optimizer.step()
+        self._n_updates += 1
+        return loss.item()
+
+    def learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 100,
+        tb_log_name: str = "bc",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> BehaviourCloning:
+        """``total_timesteps`` gradient steps, with the callbacks called after each."""
+        total_timesteps, callback = self._setup_learn(
+            total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
+        )
+        callback.on_training_start(locals(), globals())
+        losses: list[float] = []
+        start = time.perf_counter()
+        loss_file = self._loss_file()
+        while self.num_timesteps < total_timesteps:
+            losses.append(self.train_step())
+            self.num_timesteps += 1
+            if self.num_timesteps % self.validation_every == 0 or self.num_timesteps == total_timesteps:
+                self._record_losses(float(np.mean(losses)), loss_file, time.perf_counter() - start)
+                losses.clear()
+            # A rollout step's locals, with no transition in them: one "step" is a gradient step.
+            callback.update_locals({"dones": np.zeros(1, dtype=bool), "infos": [{}]})
+            if not callback.on_step():
+                break
+        callback.on_training_end()
+        return self
+
+    def _loss_file(self) -> Path | None:
+        """``bc_loss.csv`` in the run folder: beside the ``tb`` folder that mtgc's logger writes to."""
+        folder = self.logger.get_dir() if self._custom_logger else None
+        if folder is None:
+            return None
+        path = Path(folder).parent / LOSS_FILE
+        if not path.exists():
+            with path.open("w", newline="") as f:
+                csv.writer(f).writerow(["gradient_steps", "train_loss", "validation_loss", "seconds"])
+        return path
+
+    def _record_losses(self, train_loss: float, loss_file: Path | None, seconds: float) -> None:
+        validation = self.validation_loss()
+        self.logger.record("bc/train_loss", train_loss)
+        if validation is not None:
+            self.logger.record("bc/validation_loss", validation)
+        self.logger.dump(self.num_timesteps)
+        if loss_file is not None:
+            with loss_file.open("a", newline="") as f:
+                row = [
+                    self.num_timesteps,
+                    round(train_loss, 5),
+                    "" if validation is None else round(validation, 5),
+                ]
+                csv.writer(f).writerow([*row, round(seconds, 2)])
