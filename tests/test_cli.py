@@ -216,29 +216,6 @@ def test_compare_writes_table_files_and_skips_finished_runs(invoke, tmp_path: Pa
     assert (folder / "future-s0" / "summary.json").stat().st_mtime_ns == stamp
 
 
-def test_compare_table_has_one_cell_per_column() -> None:
-    from rich.console import Console
-
-    from mtgc_cli.console import compare_table
-
-    row = {
-        "strategy": "future+best-task", "seeds": 3, "final_success_mean": 0.9, "final_success_low": 0.8,
-        "final_success_high": 1.0, "steps_to_50": 4000.0, "reached_50": 3, "steps_to_90": None, "reached_90": 0,
-        "wall_seconds_mean": 47.0,
-    }  # fmt: skip
-    table = compare_table("t", [row])
-    assert len(table.columns) == 6
-    console = Console(width=200, record=True)
-    console.print(table)
-    text = console.export_text()
-    assert (
-        "future+best-task" in text
-        and "0.90 [0.80, 1.00]" in text
-        and "4,000 (3/3)" in text
-        and "never" in text
-    )
-
-
 def test_unwritable_runs_dir_is_one_line_exit_2(invoke, tmp_path: Path) -> None:
     # Checked as the command line is read, before any env is built: bad input, not a failed run.
     (tmp_path / "blocked").write_text("a file where the runs folder should go")
