@@ -59,7 +59,9 @@ def pick_and_place(obs: dict[str, Any]) -> np.ndarray:
     rel = block - grip
     aligned = np.linalg.norm(rel[:2]) < _XY_TOL
     at_block = aligned and abs(rel[2]) < _Z_TOL
-    if at_block and fingers < _CLOSED_ON_BLOCK:
+    # Held: fingers closed on a block between them. Looser than "at the block": a carried block
+    # lags the gripper by a centimetre or two, and opening the fingers then would drop it.
+    if fingers < _CLOSED_ON_BLOCK and np.linalg.norm(rel[:2]) < 2 * _XY_TOL and abs(rel[2]) < 3 * _Z_TOL:
         return _action(_move(grip, goal), _CLOSE)  # holding it: carry
     if at_block:
         return _action(np.zeros(3), _CLOSE)  # around it: close
