@@ -121,3 +121,10 @@ def test_existing_dataset_is_kept_unless_overwrite(invoke, tmp_path) -> None:
     assert_one_line_error(invoke(*args, "--episodes", "2"), 2, "already exists", "--overwrite")
     assert load(tmp_path / "data", "mtgc/point-tasks-scripted-v0").total_episodes == 1
     assert invoke(*args, "--overwrite").exit_code == 0
+
+
+def test_bc_refuses_a_dataset_of_other_tasks(invoke, tmp_path) -> None:
+    assert invoke("collect", "--preset", "point-tasks-bc", "--tasks", "east=1,north=1").exit_code == 0
+    result = invoke("train", "--preset", "point-tasks-bc", "--set", "env.tasks=[north, east, west, south]")
+    assert_one_line_error(result, 2, "has tasks ['east', 'north', 'west', 'south']", "valid: the same tasks")
+    assert run_dirs(tmp_path) == []

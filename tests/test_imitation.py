@@ -154,3 +154,13 @@ def test_gaussian_head_learns_point_tasks(invoke, tmp_path) -> None:
     assert result.exit_code == 0, result.output
     (run,) = run_dirs(tmp_path / "runs")
     assert json.loads((run / "summary.json").read_text())["final_eval_success"] >= 0.9
+
+
+def test_compare_strategies_name_the_sampling() -> None:
+    assert presets.strategy_overrides("uniform") == {
+        "strategy": "none",
+        "task": "none",
+        "sampling": "uniform",
+    }
+    assert presets.load("point-tasks-bc", strategy="uniform").relabel.sampling == "uniform"
+    assert presets.load("point-tasks-bc", strategy="stratified").relabel.sampling == "stratified"
