@@ -3,15 +3,17 @@
 ::
 
     runs/<preset>/<UTC time>-s<seed>/
-        config.yaml          the fully resolved RunConfig
-        command.txt          the command line that started the run
+        config.yaml          the fully resolved RunConfig (train.timesteps: the latest total)
+        command.txt          the command line that started the run, then each resume's
         versions.json        python, mtgc, sb3, gymnasium, mujoco, torch
         model.zip            the last model        vecnormalize.pkl       its statistics
         best_model.zip       best eval success      best_vecnormalize.pkl  its statistics
-        checkpoints/         rl_model_<N>_steps.zip (+ rl_model_vecnormalize_<N>_steps.pkl)
+        checkpoints/step_<N>/  whole checkpoints at N env steps (mtgc_cli/checkpoint.py): model.zip
+                             (+ vecnormalize.pkl), replay_buffer.pkl, state.pkl, the best model
+                             then, run_config.yaml, manifest.json
         progress.csv         one row per evaluation
-        tb/                  TensorBoard events
-        summary.json         final and best eval success, steps, seconds
+        tb/                  TensorBoard events (one file per start or resume)
+        summary.json         final and best eval success, steps, seconds, the last checkpoint
 """
 
 from __future__ import annotations
@@ -113,8 +115,27 @@ def write_run_files(run_dir: Path, config: RunConfig, command: list[str] | None 
 
 def remove_unfinished(run_dir: Path) -> None:
     """Remove a run folder that holds no model, so a failed start leaves nothing half-made."""
-    if run_dir.exists() and not (run_dir / MODEL).exists() and not (run_dir / BEST_MODEL).exists():
+    kept = (run_dir / MODEL, run_dir / BEST_MODEL)
+    if run_dir.exists() and not any(path.exists() for path in kept) and not has_checkpoints(run_dir):
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def has_checkpoints(run_dir: Path) -> bool:
+    folder = run_dir / CHECKPOINTS
+    return folder.is_dir() and any(folder.glob("step_*"))
+
+
+def record_resume(run_dir: Path, config: RunConfig, command: list[str] | None = None) -> None:
+    """A resumed run: its config.yaml takes the new total, command.txt the resume command."""
+    if (run_dir / CONFIG).read_text() != config.to_yaml():
+        # Only train.timesteps can differ (checked before). Replaced by a rename: config.yaml is
+        # never half-written.
+        tmp = run_dir / f".{CONFIG}.partial-{os.getpid()}"
+        tmp.write_text(config.to_yaml())
+        os.replace(tmp, run_dir / CONFIG)
+    argv = command if command is not None else ["mtgc", *sys.argv[1:]]
+    with (run_dir / "command.txt").open("a") as f:
+        f.write(shlex.join(argv) + "\n")
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
@@ -149,17 +170,23 @@ class SavedRun:
     config: RunConfig
 
 
+def _run_dir_of(folder: Path) -> Path:
+    """The run folder that holds ``folder``: itself, or a checkpoint's (checkpoints/step_N/)."""
+    return folder.parent.parent if folder.parent.name == CHECKPOINTS else folder
+
+
 def open_run(target: Path) -> SavedRun:
-    """A run folder or a model zip inside one (last, best, or a checkpoint)."""
+    """A run folder, a checkpoint folder, or a model zip inside either (last, best, checkpoint)."""
     if target.is_dir():
-        run_dir, model = target, target / MODEL
+        run_dir, model = _run_dir_of(target), target / MODEL
         if not model.is_file():
             raise UsageError(f"{target}: no {MODEL} in this folder; expected a run folder from `mtgc train`")
     elif target.is_file():
         if target.suffix != ".zip":
             raise UsageError(f"{target}: expected a run folder or a model .zip")
         model = target
-        run_dir = target.parent.parent if target.parent.name == CHECKPOINTS else target.parent
+        # checkpoints/step_N/model.zip, or checkpoints/rl_model_N_steps.zip of older versions
+        run_dir = target.parent.parent if target.parent.name == CHECKPOINTS else _run_dir_of(target.parent)
     else:
         raise UsageError(f"{target}: no such run folder or model file")
     config_path = run_dir / CONFIG

@@ -196,6 +196,16 @@ class MultiTaskReplayBuffer(HerReplayBuffer):
             for env_idx in ended:
                 self._store_episode_returns(pos, int(env_idx))
 
+    def truncate_last_trajectory(self) -> None:
+        """Close the episodes in progress (SB3; a resumed run starts new ones), with ``best``'s
+        returns cached for them as for any episode that ends in ``add``."""
+        open_envs = np.flatnonzero(self._current_ep_start != self.pos)
+        super().truncate_last_trajectory()
+        if self.task_relabel == "best":
+            last = (self.pos - 1) % self.buffer_size
+            for env_idx in open_envs:
+                self._store_episode_returns(last, int(env_idx))
+
     def _store_episode_returns(self, last: int, env_idx: int) -> None:
         """Cache the returns of the episode ending at ``last`` under every task, at all its positions.
 
