@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
@@ -81,7 +84,7 @@ def summary_table(summary: dict[str, Any]) -> Table:
     table.add_column("metric")
     table.add_column("value", justify="right")
     if summary["status"] != "done":
-        table.add_row("status", f"{summary['status']} (model.zip saved at this step)")
+        table.add_row("status", f"{summary['status']} (whole checkpoint saved at this step)")
     table.add_row("env steps", f"{summary['steps']:,}")
     table.add_row("wall seconds", f"{summary['seconds']:.0f}")
     table.add_row("final eval success", _fmt(summary["final_eval_success"]))
@@ -91,6 +94,24 @@ def summary_table(summary: dict[str, Any]) -> Table:
     for task, success in (summary.get("final_task_success") or {}).items():
         table.add_row(f"  {task}", _fmt(success))
     return table
+
+
+def warn(message: str) -> None:
+    """One line on stderr: ``mtgc: warning: <message>``."""
+    # typer's echo, not Rich: Rich would wrap a long line (the form of the one-line errors).
+    typer.echo(f"mtgc: warning: {message}", err=True)
+
+
+def resume_line(summary: dict[str, Any]) -> None:
+    """The one line a stopped run ends with: why it stopped, what was saved, how to go on."""
+    saved = summary.get("checkpoint") or {}
+    cost = f" ({saved['megabytes']:.1f} MB, {saved['seconds']:.2f} s)" if saved else ""
+    typer.echo(
+        f"mtgc: stopped by {summary.get('stopped_by') or 'an interrupt'} at {summary['steps']:,} env steps; "
+        f"checkpoint {Path(saved.get('path', '?')).name} saved{cost}; "
+        f"resume: mtgc train --resume {shlex.quote(summary['run_dir'])}",
+        err=True,
+    )
 
 
 def eval_table(result: EvalResult, title: str) -> Table:

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import csv
+import os
+import pickle
+import signal
+import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import numpy as np
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
-from stable_baselines3.common.logger import configure
-from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat, configure
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize, sync_envs_normalization
 
-from mtgc_cli import runs
+from mtgc_cli import checkpoint, runs
 from mtgc_cli.algos import make_model
 from mtgc_cli.console import Snapshot
 from mtgc_cli.envs.factory import make_vec_env, normalize
@@ -38,7 +44,7 @@ class Setup:
     env: VecEnv
     eval_env: VecEnv
     eval_counts: list[int]
-    model: OffPolicyAlgorithm
+    model: BaseAlgorithm
 
     def close(self) -> None:
         self.env.close()
@@ -88,29 +94,57 @@ def prepare(config: RunConfig) -> Setup:
     return Setup(config=config, env=env, eval_env=eval_env, eval_counts=counts, model=model)
 
 
-def save_model(model: OffPolicyAlgorithm, model_path: Path) -> None:
-    model.save(model_path)
+def save_model(model: BaseAlgorithm, model_path: Path) -> None:
+    """``model_path`` and its statistics, each replaced atomically: a stop mid-write keeps the old."""
+    checkpoint.write_atomic(model_path, model.save)  # type: ignore[arg-type]
     vec_normalize = model.get_vec_normalize_env()
     if vec_normalize is not None:
-        vec_normalize.save(str(runs.stats_path_for(model_path)))
+        # What VecNormalize.save writes, into the temporary file.
+        checkpoint.write_atomic(runs.stats_path_for(model_path), lambda f: pickle.dump(vec_normalize, f))
 
 
-class PrunedCheckpoints(CheckpointCallback):
-    """SB3's checkpoints, keeping only the newest ``keep`` (with their statistics)."""
+class StopRequest:
+    """SIGINT and SIGTERM while training: stop at the next env step with a whole checkpoint.
 
-    def __init__(self, keep: int | None, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.keep = keep
+    The handler only records the signal; the training loop checks it after each env step, where
+    model, buffer and counters agree, and saves there. A second signal while it saves changes
+    nothing, so a second Ctrl-C cannot leave a half-written checkpoint. Handlers are installed
+    explicitly for both signals: a job started with ``&`` from a script inherits SIGINT ignored.
+    """
 
-    def _on_step(self) -> bool:
-        result = super()._on_step()
-        if self.keep is not None and self.n_calls % self.save_freq == 0:
-            folder = Path(self.save_path)
-            models = sorted(folder.glob("rl_model_*_steps.zip"), key=lambda p: int(p.stem.split("_")[-2]))
-            for old in models[: -self.keep]:
-                old.unlink()
-                runs.stats_path_for(old).unlink(missing_ok=True)
-        return result
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    @property
+    def name(self) -> str | None:
+        return None if self.signum is None else signal.Signals(self.signum).name
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's code for a process ended by the signal: 130 for SIGINT, 143 for SIGTERM."""
+        return 128 + (self.signum or 0)
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is None:
+            self.signum = signum
+        elif signum == signal.SIGINT:  # Ctrl-C again (a repeated SIGTERM is a parent passing it on)
+            # os.write, not print: a handler can run in the middle of another write to stderr.
+            os.write(2, b"mtgc: stopping at the next env step with a whole checkpoint; please wait\n")
+
+    def install(self) -> dict[int, Any]:
+        """Install for SIGINT and SIGTERM (main thread only); returns the handlers it replaced."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        return {signum: signal.signal(signum, self) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+    @contextmanager
+    def installed(self) -> Iterator[StopRequest]:
+        previous = self.install()
+        try:
+            yield self
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
 
 # A re-evaluation runs this many times the eval's episodes, at most RECHECK_MAX_EPISODES per task:
@@ -181,13 +215,22 @@ class BestModel:
 
 
 class RunCallback(BaseCallback):
-    """Tracks training success, evaluates every N steps, keeps the best model, reports progress."""
+    """Tracks training success, evaluates every N steps, keeps the best model, writes checkpoints,
+    reports progress, and stops the run when a signal asks for it."""
 
-    def __init__(self, setup: Setup, run_dir: Path, report: Reporter | None):
+    def __init__(
+        self,
+        setup: Setup,
+        run_dir: Path,
+        report: Reporter | None,
+        stop: StopRequest,
+        resumed: dict[str, Any] | None = None,
+    ):
         super().__init__()
         self.setup = setup
         self.run_dir = run_dir
         self.report = report
+        self.stop = stop
         self.train_cfg = setup.config.train
         self.task_names = setup.config.env.task_labels
         self.recent_success: deque[float] = deque(maxlen=100)
@@ -196,16 +239,53 @@ class RunCallback(BaseCallback):
         self.env_steps = 0
         self.eval_seconds = 0.0
         self.next_eval = self.train_cfg.eval_every
+        self.next_checkpoint = self.train_cfg.checkpoint_every
         self.last_eval: EvalResult | None = None
         self.last_eval_step = -1
         self.best = BestModel()
         self.recheck_counts = [n * recheck_factor(self.train_cfg.eval_episodes) for n in setup.eval_counts]
+        self.checkpoint_seconds = 0.0
+        self.last_checkpoint: checkpoint.Checkpoint | None = None
+        self.resumed_at: list[int] = []
         self.start = time.perf_counter()
         self.last_report = 0.0
         self.progress_file = run_dir / runs.PROGRESS
-        fields = runs.PROGRESS_FIELDS + [f"success/{name}" for name in self.task_names]
-        with self.progress_file.open("w", newline="") as f:
-            csv.writer(f).writerow(fields)
+        if resumed is not None:
+            self._load_state(resumed)
+        else:
+            fields = runs.PROGRESS_FIELDS + [f"success/{name}" for name in self.task_names]
+            with self.progress_file.open("w", newline="") as f:
+                csv.writer(f).writerow(fields)
+
+    # What a checkpoint keeps of this callback, and how a resumed run takes it back.
+    def state(self) -> dict[str, Any]:
+        return {
+            "env_steps": self.env_steps,
+            "eval_seconds": self.eval_seconds,
+            "next_eval": self.next_eval,
+            "next_checkpoint": self.next_checkpoint,
+            "last_eval": self.last_eval,
+            "last_eval_step": self.last_eval_step,
+            "best": self.best,
+            "recent_success": list(self.recent_success),
+            "wall_seconds": time.perf_counter() - self.start,
+            "checkpoint_seconds": self.checkpoint_seconds,
+            "resumed_at": self.resumed_at,
+        }
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.env_steps = state["env_steps"]
+        self.eval_seconds = state["eval_seconds"]
+        self.next_eval = state["next_eval"]
+        self.last_eval = state["last_eval"]
+        self.last_eval_step = state["last_eval_step"]
+        self.best = state["best"]
+        self.recent_success.extend(state["recent_success"])
+        self.next_checkpoint = state["next_checkpoint"]
+        self.checkpoint_seconds = state["checkpoint_seconds"]
+        self.resumed_at = [*state["resumed_at"], self.env_steps]
+        # wall_seconds in progress.csv goes on from where the stopped run was.
+        self.start = time.perf_counter() - state["wall_seconds"]
 
     @property
     def train_success(self) -> float | None:
@@ -224,13 +304,45 @@ class RunCallback(BaseCallback):
             self.run_eval()
             while self.next_eval <= self.env_steps:
                 self.next_eval += self.train_cfg.eval_every
+        if self.stop.signum is not None:
+            # Stop here, before SB3 stores this step: the whole checkpoint is written once
+            # learn() has returned, and the transition of this last step is not in it.
+            return False
+        due = self.next_checkpoint is not None and self.env_steps >= self.next_checkpoint
+        # The last one is written when training ends, after the final eval.
+        if due and self.env_steps < self.train_cfg.timesteps:
+            self.save_checkpoint()
         now = time.perf_counter()
         if self.report is not None and now - self.last_report > 0.5:
             self.last_report = now
             self.send("running")
-        # SB3 stops at `timesteps` decisions by itself; with an action repeat the env-step budget
-        # is reached first, and this stops it there.
-        return self.env_steps < self.train_cfg.timesteps or self.setup.config.env.action_repeat == 1
+        # Stop at the env-step budget (with an action repeat SB3's budget, in decisions, is
+        # larger), before SB3 trains once more: the model that ends the run (model.zip, the
+        # last checkpoint) is then the one its final eval scored.
+        return self.env_steps < self.train_cfg.timesteps
+
+    def save_checkpoint(self) -> checkpoint.Checkpoint:
+        """A whole checkpoint at the current step (the previous ones pruned once it is whole)."""
+        every = self.train_cfg.checkpoint_every
+        if every is not None:
+            while self.next_checkpoint is not None and self.next_checkpoint <= self.env_steps:
+                self.next_checkpoint += every
+        written = checkpoint.write(
+            self.run_dir,
+            self.env_steps,
+            self.model,
+            self.setup.env,
+            self.setup.eval_env,
+            self.state(),
+            self.setup.config,
+        )
+        checkpoint.prune(self.run_dir, self.train_cfg.keep_checkpoints)
+        self.checkpoint_seconds += written.seconds
+        self.last_checkpoint = written
+        self.logger.record("checkpoint/seconds", written.seconds)
+        self.logger.record("checkpoint/megabytes", written.bytes / 1e6)
+        self.logger.dump(self.env_steps)
+        return written
 
     def send(self, status: str) -> None:
         if self.report is not None:
@@ -285,38 +397,75 @@ class RunCallback(BaseCallback):
         return result
 
 
-def train(setup: Setup, run_dir: Path, report: Reporter | None = None) -> dict[str, Any]:
-    """Train to ``train.timesteps`` with evaluation and checkpoints; write the run's files."""
+class _ResumedTensorBoard(TensorBoardOutputFormat):
+    """SB3's TensorBoard output that hides what the stopped run logged after its checkpoint.
+
+    ``purge_step`` makes TensorBoard drop earlier events at or after that step, so the steps
+    between the checkpoint and the stop, logged again by the resumed run, appear once.
+    """
+
+    def __init__(self, folder: str, purge_step: int):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=folder, purge_step=purge_step)
+        self._is_closed = False
+
+
+def _logger(run_dir: Path, resumed_at: int | None) -> Logger:
+    """TensorBoard events in ``run_dir/tb``: a resumed run writes a new file in the same run."""
+    folder = str(run_dir / "tb")
+    if resumed_at is None:
+        return configure(folder, ["tensorboard"])
+    return Logger(folder=folder, output_formats=[_ResumedTensorBoard(folder, resumed_at + 1)])
+
+
+def train(
+    setup: Setup,
+    run_dir: Path,
+    report: Reporter | None = None,
+    stop: StopRequest | None = None,
+    resumed: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train to ``train.timesteps`` with evaluation and checkpoints; write the run's files.
+
+    ``resumed`` is the training state of the checkpoint ``setup.model`` was restored from. The run
+    ends with a whole checkpoint, whether it finished or a signal stopped it (status
+    ``interrupted`` and ``stopped_by`` in the summary).
+    """
     config = setup.config
     model = setup.model
-    model.set_logger(configure(str(run_dir / "tb"), ["tensorboard"]))
-    run_callback = RunCallback(setup, run_dir, report)
-    callbacks: list[BaseCallback] = [run_callback]
-    if config.train.checkpoint_every:
-        callbacks.append(
-            PrunedCheckpoints(
-                keep=config.train.keep_checkpoints,
-                # SB3 counts calls, each of which steps every env once.
-                save_freq=max(config.train.checkpoint_every // (model.n_envs * config.env.action_repeat), 1),
-                save_path=str(run_dir / runs.CHECKPOINTS),
-                save_vecnormalize=True,
-            )
-        )
+    stop = stop or StopRequest()
+    model.set_logger(_logger(run_dir, None if resumed is None else resumed["env_steps"]))
+    run_callback = RunCallback(setup, run_dir, report, stop, resumed)
     status = "done"
-    try:
-        model.learn(total_timesteps=config.train.timesteps, callback=CallbackList(callbacks))
-    except KeyboardInterrupt:
-        status = "interrupted"
-    except (RuntimeError, ValueError, FloatingPointError) as exc:
-        raise RunFailed(f"training failed at {run_callback.env_steps:,} env steps: {exc}") from exc
-    if status == "done" and run_callback.last_eval_step != run_callback.env_steps:
-        run_callback.run_eval()
-    save_model(model, run_dir / runs.MODEL)
+    with stop.installed():
+        # SB3 counts on from model.num_timesteps when reset_num_timesteps is False, and takes
+        # the steps still to do.
+        budget = config.train.timesteps - (model.num_timesteps if resumed is not None else 0)
+        try:
+            if budget > 0 and run_callback.env_steps < config.train.timesteps:
+                model.learn(
+                    total_timesteps=budget, callback=run_callback, reset_num_timesteps=resumed is None
+                )
+        except KeyboardInterrupt:
+            status = "interrupted"  # raised only where handlers cannot be installed (not the main thread)
+        except (RuntimeError, ValueError, FloatingPointError) as exc:
+            raise RunFailed(f"training failed at {run_callback.env_steps:,} env steps: {exc}") from exc
+        if stop.signum is not None:
+            status = "interrupted"
+        if status == "done" and run_callback.last_eval_step != run_callback.env_steps:
+            run_callback.run_eval()
+        written = run_callback.save_checkpoint()
+        # model.zip is the newest checkpoint's model: the same file under a second name.
+        checkpoint.link_atomic(written.path / checkpoint.MODEL, run_dir / runs.MODEL)
+        if (written.path / checkpoint.STATS).is_file():
+            checkpoint.link_atomic(written.path / checkpoint.STATS, run_dir / runs.STATS)
     last = run_callback.last_eval
     summary: dict[str, Any] = {
         "run_dir": str(run_dir),
         "preset": config.name,
         "status": status,
+        "stopped_by": stop.name,
         "strategy": config.relabel.label,
         "seed": config.train.seed,
         "steps": run_callback.env_steps,
@@ -327,6 +476,13 @@ def train(setup: Setup, run_dir: Path, report: Reporter | None = None) -> dict[s
         "final_task_success": {r.name: r.success for r in last.rows}
         if last and config.env.is_multitask
         else None,
+        "checkpoint": {
+            "path": str(written.path),
+            "megabytes": round(written.bytes / 1e6, 3),
+            "seconds": written.seconds,
+        },
+        "checkpoint_seconds": round(run_callback.checkpoint_seconds, 3),
+        "resumed_at": run_callback.resumed_at,
     }
     runs.write_summary(run_dir, summary)
     run_callback.send(status)
@@ -339,14 +495,38 @@ def run(
     report: Reporter | None = None,
     run_dir: Path | None = None,
     command: list[str] | None = None,
+    stop: StopRequest | None = None,
 ) -> dict[str, Any]:
     """Create the run folder and train a prepared setup. A failed start leaves no folder behind."""
     run_dir = run_dir or runs.new_run_dir(root, setup.config)
     try:
         runs.write_run_files(run_dir, setup.config, command)
-        return train(setup, run_dir, report)
+        return train(setup, run_dir, report, stop)
     except BaseException:
         runs.remove_unfinished(run_dir)
         raise
+    finally:
+        setup.close()
+
+
+def resume(
+    setup: Setup,
+    plan: checkpoint.ResumePlan,
+    report: Reporter | None = None,
+    command: list[str] | None = None,
+    stop: StopRequest | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Go on with the run of ``plan`` from its newest whole checkpoint, to ``setup.config``'s total.
+
+    ``setup`` is prepared from the same config (``plan.config``); its model is replaced by the
+    checkpoint's. The run folder is never removed here, whatever happens: it holds a run.
+    """
+    run_dir = plan.run_dir
+    try:
+        restored = checkpoint.restore(plan, setup.model, setup.env, setup.eval_env, warn)
+        setup.model = restored.model
+        runs.record_resume(run_dir, setup.config, command)
+        return train(setup, run_dir, report, stop, resumed=restored.trainer)
     finally:
         setup.close()

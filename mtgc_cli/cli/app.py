@@ -9,7 +9,12 @@ the traceback instead.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 from typing import Any
 
 import typer
@@ -38,17 +43,51 @@ def invocation() -> list[str]:
     return ["mtgc", *_argv]
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside training (which saves a checkpoint instead): ends the command like Ctrl-C."""
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
+@contextmanager
+def _signals() -> Iterator[None]:
+    """SIGINT and SIGTERM stop a command with exit 130 and 143, set explicitly: a command started
+    with ``&`` from a script inherits SIGINT ignored. Training replaces both while it runs, to stop
+    with a whole checkpoint."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {
+        signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
+        signal.SIGTERM: signal.signal(signal.SIGTERM, _terminate),
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _interrupted(exc: BaseException | None) -> None:
+    if isinstance(exc, Terminated):
+        fail("terminated", 128 + signal.SIGTERM)
+    fail("interrupted", 128 + signal.SIGINT)
+
+
 class OneLineErrors(TyperGroup):
     def main(self, args: list[str] | None = None, *rest: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         argv = list(sys.argv[1:] if args is None else args)
         _argv[:] = argv
         kwargs["standalone_mode"] = False
         try:
-            result = super().main(argv, *rest, **kwargs)
+            with _signals():
+                result = super().main(argv, *rest, **kwargs)
         except typer.Exit as exc:
             sys.exit(exc.exit_code)
-        except typer.Abort:
-            fail("aborted", 130)
+        except typer.Abort as exc:  # Click turns a KeyboardInterrupt into Abort
+            _interrupted(exc.__cause__ or exc.__context__)
         except typer.TyperException as exc:  # Typer's usage errors (bad option value, unknown option)
             if type(exc).__name__ == "NoArgsIsHelpError":
                 typer.echo(exc.format_message(), err=True)
@@ -60,8 +99,8 @@ class OneLineErrors(TyperGroup):
             if _debug_requested(argv):
                 raise
             fail(str(exc).replace("\n", " "), exc.exit_code)
-        except KeyboardInterrupt:
-            fail("interrupted", 130)
+        except KeyboardInterrupt as exc:
+            _interrupted(exc)
         except OSError as exc:  # a folder that can't be written, a full disk
             if _debug_requested(argv):
                 raise
@@ -106,3 +145,10 @@ _register()
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":  # python -m mtgc_cli.cli.app
+    # The commands registered on the imported module's app, not on this __main__ copy's.
+    from mtgc_cli.cli.app import main as imported_main
+
+    imported_main()

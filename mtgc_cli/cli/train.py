@@ -1,4 +1,4 @@
-"""`mtgc train`: one run from a preset."""
+"""`mtgc train`: one run from a preset, or a stopped run resumed from its checkpoint."""
 
 from __future__ import annotations
 
@@ -7,15 +7,28 @@ from typing import Annotated
 
 import typer
 
-from mtgc_cli import presets
+from mtgc_cli import presets, runs
 from mtgc_cli.cli import options
 from mtgc_cli.cli.app import app, invocation
-from mtgc_cli.console import ProgressView, stderr, stdout, summary_table
+from mtgc_cli.console import ProgressView, resume_line, stderr, stdout, summary_table, warn
+from mtgc_cli.errors import UsageError
 
 
 @app.command()
 def train(
-    preset: options.Preset,
+    preset: Annotated[
+        str | None,
+        typer.Option("--preset", "-p", help="A shipped preset name (see `mtgc presets`) or a YAML path."),
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume",
+            metavar="RUN_DIR",
+            help="Go on with a stopped run from its newest whole checkpoint, to its total "
+            "(--timesteps: a new total, which also extends a finished run).",
+        ),
+    ] = None,
     timesteps: options.Timesteps = None,
     seed: options.Seed = None,
     strategy: Annotated[
@@ -28,18 +41,41 @@ def train(
     runs_dir: options.RunsDir = Path("runs"),
 ) -> None:
     """Train an agent; writes runs/<preset>/<UTC time>-s<seed>/ and prints a summary table."""
-    from mtgc_cli import training
+    from mtgc_cli import checkpoint, training
 
-    config = presets.load(preset, timesteps=timesteps, seed=seed, strategy=strategy, sets=sets or [])
+    if resume is None and preset is None:
+        raise UsageError("give --preset NAME for a new run or --resume RUN_DIR; valid: see `mtgc presets`")
+    plan = None
+    if resume is not None:
+        if not (resume / runs.CONFIG).is_file():
+            raise UsageError(
+                f"--resume {resume}: no {runs.CONFIG} there; valid: a run folder of `mtgc train`"
+            )
+        # The run's own config, or the preset given, with any overrides: it must be the run's.
+        source = preset or str(resume / runs.CONFIG)
+        config = presets.load(source, timesteps=timesteps, seed=seed, strategy=strategy, sets=sets or [])
+        plan = checkpoint.plan_resume(resume, config, extend=timesteps is not None)
+    else:
+        assert preset is not None
+        config = presets.load(preset, timesteps=timesteps, seed=seed, strategy=strategy, sets=sets or [])
     # Envs and model are built (and bad input reported) before anything is printed or written.
     setup = training.prepare(config)
+    what = f"resuming {resume} at {plan.step:,} env steps" if plan else config.name
     stderr.print(
-        f"[bold]mtgc train[/] {config.name}: {config.env.label}, {config.algo.name}, "
-        f"relabel {config.relabel.label}, {config.train.timesteps:,} steps, seed {config.train.seed}"
+        f"[bold]mtgc train[/] {what}: {config.env.label}, {config.algo.name}, "
+        f"relabel {config.relabel.label}, {config.train.timesteps:,} steps, seed {config.train.seed}",
+        highlight=False,
     )
+    stop = training.StopRequest()
     view = ProgressView()
     with view.live():
-        summary = training.run(setup, runs_dir, report=view.update, command=invocation())
+        if plan is not None:
+            summary = training.resume(
+                setup, plan, report=view.update, command=invocation(), stop=stop, warn=warn
+            )
+        else:
+            summary = training.run(setup, runs_dir, report=view.update, command=invocation(), stop=stop)
     stdout.print(summary_table(summary))
     if summary["status"] != "done":
-        raise typer.Exit(130)
+        resume_line(summary)
+        raise typer.Exit(stop.exit_code if stop.signum is not None else 130)
