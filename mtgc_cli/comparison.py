@@ -1,7 +1,8 @@
 """``mtgc compare``: a grid of relabel strategies x seeds, run in worker processes, then aggregated.
 
-Each grid cell is a normal run folder, ``runs/compare/<name>/<strategy>-s<seed>/``, so a cell
-that already finished with the same config is skipped when the command is run again. Workers
+Each grid cell is a normal run folder, ``runs/compare/<name>/<strategy>-s<seed>/``, so when the
+command is run again a cell that finished with the same config is skipped and a cell that was
+stopped (Ctrl-C, SIGTERM, a crash) goes on from its newest whole checkpoint. Workers
 use one torch thread each: two processes with torch's default thread count on two cores ran
 20-60x slower than one thread each.
 """
@@ -11,7 +12,9 @@ from __future__ import annotations
 import csv
 import json
 import multiprocessing
+import os
 import queue
+import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -64,14 +67,15 @@ def expand(
     return folder, cells
 
 
-def is_finished(cell: Cell) -> bool:
-    """True when the cell's run folder holds a finished run of this very config.
+def cell_state(cell: Cell) -> str:
+    """``new``, ``done`` (finished with this very config), or ``resume`` (stopped, with a checkpoint).
 
     A folder made with another config raises: it is someone's result and is never overwritten.
-    An unfinished folder (a crash, an interrupt) is moved aside and the run started over.
+    A stopped run goes on from its newest whole checkpoint; one that has none (killed before its
+    first) is moved aside and started over.
     """
     if not cell.run_dir.exists():
-        return False
+        return "new"
     config_file = cell.run_dir / runs.CONFIG
     if config_file.is_file() and config_file.read_text() != cell.config.to_yaml():
         raise UsageError(
@@ -79,72 +83,125 @@ def is_finished(cell: Cell) -> bool:
         )
     summary = runs.read_summary(cell.run_dir)
     if summary is not None and summary.get("status") == "done":
-        return True
+        return "done"
+    from mtgc_cli import checkpoint
+
+    try:
+        checkpoint.plan_resume(cell.run_dir, cell.config, extend=False)
+        return "resume"
+    except UsageError:
+        pass
     aside = cell.run_dir.with_name(f"{cell.run_dir.name}.unfinished-{time.strftime('%Y%m%dT%H%M%S')}")
     cell.run_dir.rename(aside)
-    return False
+    return "new"
 
 
-def _worker_init() -> None:
+# Set in each worker process by _worker_init: the queue progress goes to, and the stop request
+# its signal handlers record (for the worker's whole life, so that a signal between two runs, or
+# while one is being set up, is not lost).
+_progress: Any = None
+_stop: Any = None
+
+
+def _worker_init(progress: Any) -> None:
     import torch
 
+    from mtgc_cli.training import StopRequest
+
+    global _progress, _stop
     torch.set_num_threads(1)
+    _progress = progress
+    _stop = StopRequest()
+    _stop.install()
 
 
-def _run_cell(config_data: dict[str, Any], run_dir: str, command: list[str], progress: Any) -> dict[str, Any]:
-    """Runs in a worker process: one normal training run, progress sent through a queue."""
-    from mtgc_cli import training
+def _run_cell(config_data: dict[str, Any], run_dir: str, command: list[str], resume: bool) -> dict[str, Any]:
+    """Runs in a worker process: one normal training run (or its resume), progress sent through a queue."""
+    from mtgc_cli import checkpoint, training
+    from mtgc_cli.console import warn
 
-    setup = training.prepare(RunConfig.model_validate(config_data))
+    if _stop.signum is not None:
+        return {"status": "not started"}  # the grid is stopping
+    config = RunConfig.model_validate(config_data)
+    path = Path(run_dir)
+    if resume:
+        plan = checkpoint.plan_resume(path, config, extend=False)
+        return training.resume(
+            training.prepare(config), plan, report=_progress.put, command=command, stop=_stop, warn=warn
+        )
     return training.run(
-        setup, Path(run_dir).parent, report=progress.put, run_dir=Path(run_dir), command=command
+        training.prepare(config), path.parent, report=_progress.put, run_dir=path, command=command, stop=_stop
     )
 
 
 def run_grid(
-    cells: list[Cell], finished: list[Cell], workers: int, view: ProgressView, command: list[str]
-) -> list[str]:
-    """Run the cells not yet finished, ``workers`` at a time; returns the failures' messages."""
-    todo = [cell for cell in cells if cell not in finished]
+    cells: list[Cell], states: dict[Path, str], workers: int, view: ProgressView, command: list[str]
+) -> tuple[list[str], int | None]:
+    """Run the cells not yet finished, ``workers`` at a time.
+
+    Returns the failures' messages and the signal that stopped the grid (None if none did). On
+    SIGINT or SIGTERM the workers are told (SIGTERM), each running cell stops with a whole
+    checkpoint, queued cells do not start, and running the same command again goes on from there.
+    """
+    from mtgc_cli.training import StopRequest
+
+    todo = [cell for cell in cells if states[cell.run_dir] != "done"]
     for cell in cells:
         total = cell.config.train.timesteps
-        if cell in finished:
+        if states[cell.run_dir] == "done":
             view.update(Snapshot(cell.run_dir.name, total, total, status="skipped (done)"))
         else:
-            view.update(Snapshot(cell.run_dir.name, 0, total, status="queued"))
+            status = "queued (resume)" if states[cell.run_dir] == "resume" else "queued"
+            view.update(Snapshot(cell.run_dir.name, 0, total, status=status))
     if not todo:
-        return []
+        return [], None
     failures: list[str] = []
     context = multiprocessing.get_context("spawn")
-    with context.Manager() as manager:
-        progress = manager.Queue()
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init) as pool:
-            futures: dict[Future[dict[str, Any]], Cell] = {
-                pool.submit(
-                    _run_cell,
-                    cell.config.model_dump(mode="json"),
-                    str(cell.run_dir),
-                    [*command, f"# this run: --strategy {cell.strategy} --seed {cell.seed}"],
-                    progress,
-                ): cell
-                for cell in todo
-            }
-            pending = set(futures)
-            while pending:
-                _drain(progress, view)
-                for future in [f for f in pending if f.done()]:
-                    pending.remove(future)
-                    cell = futures[future]
-                    try:
-                        future.result()
-                    except Exception as exc:  # a worker's failure must not stop the other cells
-                        failures.append(f"{cell.run_dir.name}: {exc}")
-                        view.update(
-                            Snapshot(cell.run_dir.name, 0, cell.config.train.timesteps, status="failed")
-                        )
-                time.sleep(0.2)
+    # A plain queue handed to each worker as it starts (no manager process: a SIGTERM to the whole
+    # process group would kill a manager, and every worker's next report with it).
+    progress = context.Queue()
+    stop = StopRequest()
+    signalled: set[int] = set()
+    with (
+        stop.installed(),
+        ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=_worker_init, initargs=(progress,)
+        ) as pool,
+    ):
+        futures: dict[Future[dict[str, Any]], Cell] = {
+            pool.submit(
+                _run_cell,
+                cell.config.model_dump(mode="json"),
+                str(cell.run_dir),
+                [*command, f"# this run: --strategy {cell.strategy} --seed {cell.seed}"],
+                states[cell.run_dir] == "resume",
+            ): cell
+            for cell in todo
+        }
+        pending = set(futures)
+        while pending:
+            if stop.signum is not None:
+                for future in pending:
+                    future.cancel()  # those not yet handed to a worker
+                # Every worker saves and stops; a worker started late is told as it appears.
+                for child in multiprocessing.active_children():
+                    if child.pid is not None and child.pid not in signalled:
+                        signalled.add(child.pid)
+                        os.kill(child.pid, signal.SIGTERM)
             _drain(progress, view)
-    return failures
+            for future in [f for f in pending if f.done()]:
+                pending.remove(future)
+                cell = futures[future]
+                if future.cancelled():
+                    continue
+                try:
+                    future.result()
+                except Exception as exc:  # a worker's failure must not stop the other cells
+                    failures.append(f"{cell.run_dir.name}: {exc}")
+                    view.update(Snapshot(cell.run_dir.name, 0, cell.config.train.timesteps, status="failed"))
+            time.sleep(0.2)
+        _drain(progress, view)
+    return failures, stop.signum
 
 
 def _drain(progress: Any, view: ProgressView) -> None:
@@ -495,6 +552,14 @@ def write_outputs(
     plot_curves(per_run, folder / "curves.png", f"{preset}: eval success (mean, 95% band over seeds)")
 
 
+@dataclass(frozen=True)
+class CompareResult:
+    folder: Path
+    rows: list[dict[str, Any]]
+    wall_seconds: float
+    stopped_by: int | None  # the signal that stopped the grid; None when every cell ran
+
+
 def compare(
     preset: str,
     strategies: list[str],
@@ -506,7 +571,7 @@ def compare(
     sets: list[str] | None = None,
     command: list[str] | None = None,
     baseline: str | None = None,
-) -> tuple[Path, list[dict[str, Any]], float]:
+) -> CompareResult:
     """Run the grid and aggregate it; ``baseline`` (default: the first strategy) is the strategy
     that every other one is compared with, seed by seed."""
     if workers <= 0:
@@ -520,7 +585,7 @@ def compare(
     for strategy in dict.fromkeys(cell.strategy for cell in cells):
         prepare(next(c for c in cells if c.strategy == strategy).config).close()
     # Before anything runs or prints: a folder holding another config is an error, not overwritten.
-    finished = [cell for cell in cells if is_finished(cell)]
+    states = {cell.run_dir: cell_state(cell) for cell in cells}
     stderr.print(
         f"[bold]mtgc compare[/] {cells[0].config.name}: {', '.join(strategies)} x {n_seeds} seeds, "
         f"{len(cells)} runs, {workers} workers -> {folder}"
@@ -528,12 +593,15 @@ def compare(
     start = time.perf_counter()
     view = ProgressView()
     with view.live():
-        failures = run_grid(cells, finished, workers, view, command or ["mtgc", "compare"])
+        failures, stopped = run_grid(cells, states, workers, view, command or ["mtgc", "compare"])
     wall = time.perf_counter() - start
+    if stopped is not None:
+        # Nothing is aggregated from a grid cut short; the same command goes on with it.
+        return CompareResult(folder, [], wall, stopped)
     rows, per_run = aggregate(cells, baseline)
     write_outputs(folder, cells[0].config.name, rows, per_run, wall, workers)
     if failures:
         for failure in failures:
             stderr.print(f"failed: {failure}")
         raise RunFailed(f"{len(failures)} of {len(cells)} runs failed; the others are in {folder}")
-    return folder, rows, wall
+    return CompareResult(folder, rows, wall, None)

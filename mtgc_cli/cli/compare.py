@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -35,7 +37,7 @@ def compare(
     from mtgc_cli.comparison import compare as run_compare
 
     names = [s.strip() for s in strategies.split(",") if s.strip()]
-    folder, rows, wall = run_compare(
+    result = run_compare(
         preset,
         names,
         seeds,
@@ -47,5 +49,17 @@ def compare(
         command=invocation(),
         baseline=baseline,
     )
-    stdout.print(compare_table(f"{preset}: final eval success over seeds ({wall:.0f} s wall)", rows))
-    stdout.print(f"written: {folder}/compare.json, compare.csv, curves.png")
+    if result.stopped_by is not None:
+        signame = signal.Signals(result.stopped_by).name
+        typer.echo(
+            f"mtgc: stopped by {signame}; each running cell saved a whole checkpoint in {result.folder}; "
+            f"resume: {shlex.join(invocation())}",
+            err=True,
+        )
+        raise typer.Exit(128 + result.stopped_by)
+    stdout.print(
+        compare_table(
+            f"{preset}: final eval success over seeds ({result.wall_seconds:.0f} s wall)", result.rows
+        )
+    )
+    stdout.print(f"written: {result.folder}/compare.json, compare.csv, curves.png")
