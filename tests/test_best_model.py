@@ -90,7 +90,7 @@ def test_run_reports_the_re_evaluated_best_model(tmp_path: Path) -> None:
     assert summary["best_screen_success"] == pytest.approx(screens[step])
     # best_model.zip is the model of that step: the same weights as the checkpoint saved there.
     _, best, _ = load_from_zip_file(run / "best_model.zip")
-    _, saved, _ = load_from_zip_file(run / "checkpoints" / f"rl_model_{step}_steps.zip")
+    _, saved, _ = load_from_zip_file(run / "checkpoints" / f"step_{step}" / "model.zip")
     assert best is not None and saved is not None
     for name, tensor in best["policy"].items():
         assert torch.equal(tensor, saved["policy"][name]), name

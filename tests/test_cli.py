@@ -57,10 +57,7 @@ def test_train_writes_a_complete_run_folder(trained_run: Path) -> None:
         == "env_steps,wall_seconds,eval_success,eval_return,train_success,fps,gradient_steps,eval_seconds"
     )
     assert [int(r.split(",")[0]) for r in rows[1:]] == [200, 400]
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
-        "rl_model_200_steps.zip",
-        "rl_model_400_steps.zip",
-    ]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_200", "step_400"]
     assert list((run / "tb").glob("events.out.tfevents.*"))
     summary = json.loads((run / "summary.json").read_text())
     assert summary["steps"] == 400 and summary["status"] == "done"
@@ -72,7 +69,7 @@ def test_eval_prints_table_and_json(invoke, trained_run: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "success [95% CI]" in result.stdout and "final goal dist" in result.stdout
     assert "20" in result.stdout and "seed 3" in result.stdout
-    result = invoke("eval", str(trained_run / "checkpoints" / "rl_model_200_steps.zip"), "-n", "8", "--json")
+    result = invoke("eval", str(trained_run / "checkpoints" / "step_200"), "-n", "8", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["overall"]["episodes"] == 8
@@ -178,14 +175,14 @@ def test_corrupt_and_missing_checkpoints_fail_cleanly_and_keep_files(
     copy = tmp_path / "copy"
     shutil.copytree(trained_run, copy)
     (copy / "model.zip").write_bytes(b"not a zip at all")
-    before = sorted(p.name for p in copy.rglob("*"))
+    before = sorted(str(p.relative_to(copy)) for p in copy.rglob("*"))
     assert_one_line_error(invoke("eval", str(copy)), 2, "not a loadable dqn model")
-    assert_one_line_error(invoke("eval", str(copy / "checkpoints" / "rl_model_999_steps.zip")), 2, "no such")
+    assert_one_line_error(invoke("eval", str(copy / "checkpoints" / "step_999" / "model.zip")), 2, "no such")
     (copy / "model.zip").unlink()
     assert_one_line_error(invoke("eval", str(copy)), 2, "no model.zip")
     (copy / "config.yaml").write_text("env: [")
     assert_one_line_error(invoke("eval", str(copy / "best_model.zip")), 2, "corrupt run config")
-    assert sorted(p.name for p in copy.rglob("*")) == [n for n in before if n != "model.zip"]
+    assert sorted(str(p.relative_to(copy)) for p in copy.rglob("*")) == [n for n in before if n != "model.zip"]
 
 
 def test_compare_writes_table_files_and_skips_finished_runs(invoke, tmp_path: Path) -> None:

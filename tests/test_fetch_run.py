@@ -41,8 +41,8 @@ def test_short_fetch_run_crosses_learning_start_eval_and_checkpoint(fetch_run) -
     assert model.replay_buffer.ep_length.max() == 50  # whole episodes were stored
     rows = (run_dir / runs.PROGRESS).read_text().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows] == [150, 300]
-    assert (run_dir / "checkpoints" / "rl_model_150_steps.zip").is_file()
-    assert (run_dir / "checkpoints" / "rl_model_vecnormalize_150_steps.pkl").is_file()
+    assert (run_dir / "checkpoints" / "step_150" / "model.zip").is_file()
+    assert (run_dir / "checkpoints" / "step_150" / "vecnormalize.pkl").is_file()
     assert (run_dir / runs.STATS).is_file() and (run_dir / runs.BEST_STATS).is_file()
 
 
@@ -65,10 +65,11 @@ def test_save_load_round_trip_gives_identical_deterministic_actions(fetch_run) -
 
 def test_eval_reads_a_checkpoint_with_its_own_statistics(fetch_run) -> None:
     _, _, _, run_dir = fetch_run
-    checkpoint = run_dir / "checkpoints" / "rl_model_150_steps.zip"
+    checkpoint = run_dir / "checkpoints" / "step_150" / "model.zip"
     loaded = load_for_eval(checkpoint, episodes_per_task=1, seed=0)
     try:
-        assert loaded.saved.stats == checkpoint.with_name("rl_model_vecnormalize_150_steps.pkl")
+        assert loaded.saved.stats == checkpoint.with_name("vecnormalize.pkl")
+        assert loaded.saved.run_dir == run_dir
         assert loaded.saved.config.name == "fetch-reach"
     finally:
         loaded.env.close()
