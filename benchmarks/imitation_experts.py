@@ -46,7 +46,7 @@ def main() -> None:
                 name, cfg.label, result.name, f"{rate:.2f} [{low:.2f}, {high:.2f}]",
                 f"{result.mean_return:.2f}", f"{seconds / len(results):.0f}",
             )  # fmt: skip
-    Console().print(table)
+    Console(width=120).print(table)
 
 
 if __name__ == "__main__":
