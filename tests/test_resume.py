@@ -103,6 +103,8 @@ def killed_then_resumed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, o
     second = start(["train", "--resume", str(run_dir.relative_to(cwd))], cwd, preexec=ignore_sigint)
     wait_for(second, whole_at(run_dir, killed_at.step + 200))
     second.send_signal(signal.SIGINT)
+    time.sleep(0.01)
+    second.send_signal(signal.SIGINT)  # Ctrl-C twice: the second waits for the checkpoint
     interrupted = finish(second)
     stopped_at = json.loads((run_dir / "summary.json").read_text())["steps"]
     third = finish(start(["train", "--resume", str(run_dir.relative_to(cwd))], cwd))
@@ -140,9 +142,10 @@ def test_sigkill_after_a_checkpoint_resumes_to_the_total_with_continuous_progres
     assert not (found[2].path / checkpoint.BUFFER).exists()
 
 
-def test_sigint_with_sigint_ignored_still_saves_a_checkpoint_and_exits_130(killed_then_resumed) -> None:
+def test_ctrl_c_twice_with_sigint_ignored_saves_a_checkpoint_and_exits_130(killed_then_resumed) -> None:
     code, _, err = killed_then_resumed["interrupted"]
     assert code == 130, err
+    assert "Traceback" not in err and not stderr_lines(err, "mtgc: error")
     (line,) = stderr_lines(err, "mtgc: stopped by SIGINT")
     stopped_at = killed_then_resumed["stopped_at"]
     assert f"at {stopped_at:,} env steps" in line and f"step_{stopped_at} saved" in line

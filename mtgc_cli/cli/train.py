@@ -40,7 +40,10 @@ def train(
     sets: options.Sets = None,
     runs_dir: options.RunsDir = Path("runs"),
 ) -> None:
-    """Train an agent; writes runs/<preset>/<UTC time>-s<seed>/ and prints a summary table."""
+    """Train an agent; writes runs/<preset>/<UTC time>-s<seed>/ and prints a summary table.
+
+    Ctrl-C or SIGTERM stops with a whole checkpoint (exit 130 or 143); --resume goes on from it.
+    """
     from mtgc_cli import checkpoint, training
 
     if resume is None and preset is None:
@@ -68,14 +71,17 @@ def train(
     )
     stop = training.StopRequest()
     view = ProgressView()
-    with view.live():
-        if plan is not None:
-            summary = training.resume(
-                setup, plan, report=view.update, command=invocation(), stop=stop, warn=warn
-            )
-        else:
-            summary = training.run(setup, runs_dir, report=view.update, command=invocation(), stop=stop)
-    stdout.print(summary_table(summary))
-    if summary["status"] != "done":
-        resume_line(summary)
-        raise typer.Exit(stop.exit_code if stop.signum is not None else 130)
+    # Installed until the command ends: a second Ctrl-C after training returned must not cut
+    # the summary and the resume line short.
+    with stop.installed():
+        with view.live():
+            if plan is not None:
+                summary = training.resume(
+                    setup, plan, report=view.update, command=invocation(), stop=stop, warn=warn
+                )
+            else:
+                summary = training.run(setup, runs_dir, report=view.update, command=invocation(), stop=stop)
+        stdout.print(summary_table(summary))
+        if summary["status"] != "done":
+            resume_line(summary)
+            raise typer.Exit(stop.exit_code if stop.signum is not None else 130)
