@@ -251,7 +251,7 @@ class BehaviourCloning(BaseAlgorithm):
 
     def _excluded_save_params(self) -> list[str]:
         # The demonstrations stay in the dataset; the saved model holds the policy only.
-        return [*super()._excluded_save_params(), "_sampler", "_validation", "_demos"]
+        return [*super()._excluded_save_params(), "_sampler", "_validation"]
 
     def _setup_model(self) -> None:
         self._setup_lr_schedule()
@@ -283,7 +283,8 @@ class BehaviourCloning(BaseAlgorithm):
         if len(validation_rows):
             obs = {key: value[validation_rows] for key, value in demos.observations.items()}
             self._validation = (self._to_torch(obs), self._actions(demos.actions[validation_rows]))
-        self.demonstrations = {
+        # Saved with the model: what it was trained on.
+        self.dataset_info = {
             "dataset": self.dataset,
             "episodes": demos.n_episodes,
             "steps": len(demos.actions),
