@@ -17,6 +17,7 @@ from mtgc_cli.imitation import dataset
 from mtgc_cli.imitation.batches import DemoSampler, split_episodes
 from mtgc_cli.imitation.collect import collect, probe_env
 from tests.conftest import run_dirs
+from tests.test_cli import assert_one_line_error
 
 
 def expert_success(preset: str, episodes: int, tasks: list[str] | None = None) -> dict[str, float]:
@@ -146,6 +147,9 @@ def test_bc_learns_point_tasks_and_eval_and_collect_use_the_run(invoke, tmp_path
     assert again.exit_code == 0, again.output
     demos = dataset.read(tmp_path / "data", "mtgc/from-bc-v0")
     assert demos.n_episodes == 8 and demos.metadata["demonstrator"] == str(run / "model.zip")
+    # A run's policy in an env whose observations it does not take: refused before any episode.
+    other = invoke("collect", "--policy", str(run), "--preset", "fetch-reach", "--dataset", "mtgc/x-v0")
+    assert_one_line_error(other, 2, "acts on", "valid: a preset with the run's env")
 
 
 def test_gaussian_head_learns_point_tasks(invoke, tmp_path) -> None:

@@ -112,8 +112,9 @@ def probe_env(cfg: EnvConfig) -> tuple[EnvFacts, Any]:
         probe.close()
 
 
-def run_policy(target: Path) -> tuple[RunConfig, Policy, Callable[[], None]]:
-    """A trained run's deterministic policy on raw observations; returns (its config, policy, close).
+def run_policy(target: Path) -> tuple[RunConfig, Policy, Callable[[], None], Any]:
+    """A trained run's deterministic policy on raw observations: its config, the policy, a close
+    function and the observation space the policy takes.
 
     The run's own normalisation statistics turn each raw observation into what the model saw.
     """
@@ -127,7 +128,7 @@ def run_policy(target: Path) -> tuple[RunConfig, Policy, Callable[[], None]]:
         action, _ = loaded.model.predict(seen, deterministic=True)  # type: ignore[arg-type]
         return np.asarray(action, dtype=np.float32)
 
-    return loaded.saved.config, act, loaded.env.close
+    return loaded.saved.config, act, loaded.env.close, loaded.model.observation_space
 
 
 def run_episode(env: Any, policy: Policy, task: int) -> EpisodeRecord:
@@ -249,7 +250,7 @@ def plan(
         assert config is not None
         env, env_name, source = config.env, config.name, "scripted"
     else:
-        run_config, act, close = run_policy(Path(policy))
+        run_config, act, close, takes = run_policy(Path(policy))
         # The run's env, unless a preset names the env to collect in.
         env, env_name = (config.env, config.name) if config is not None else (run_config.env, run_config.name)
         source = str(Path(policy))
@@ -272,6 +273,11 @@ def plan(
             if isinstance(expert, UsageError):
                 raise expert
             act = expert
+        elif facts.observation_space != takes:
+            raise UsageError(
+                f"--policy {policy} acts on {takes}, the env of --preset {preset} gives "
+                f"{facts.observation_space}; valid: a preset with the run's env, or no --preset"
+            )
     except BaseException:
         close()
         raise
