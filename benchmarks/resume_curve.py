@@ -1,10 +1,11 @@
 """Does a stopped and resumed run learn as an uninterrupted one does?
 
 Runs a preset uninterrupted for seeds 0..N-1 (the seed-to-seed spread), and seed 0 once more,
-stopped with SIGTERM just after its checkpoint at half the budget and resumed with
-``mtgc train --resume``. Prints the eval success of every run at every eval, side by side.
+stopped with SIGTERM just after its checkpoint at ``--stop-at`` env steps (default: half the
+budget) and resumed with ``mtgc train --resume``. Every run checkpoints every ``--stop-at``
+steps. Prints the eval success of every run at every eval, side by side.
 
-    python benchmarks/resume_curve.py --preset point-tasks --seeds 3 [--set KEY=VALUE ...]
+    python benchmarks/resume_curve.py --preset point-tasks --seeds 3 [--stop-at 2500] [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -50,10 +51,11 @@ def main() -> None:
     )
     parser.add_argument("--preset", default="point-tasks")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--stop-at", type=int, default=None, help="env steps (default: half the budget)")
     parser.add_argument("--set", dest="sets", action="append", default=[])
     args = parser.parse_args()
     total = presets.load(args.preset, sets=args.sets).train.timesteps
-    half = total // 2
+    half = args.stop_at or total // 2
     common = ["--preset", args.preset, "--set", f"train.checkpoint_every={half}"]
     for assignment in args.sets:
         common += ["--set", assignment]

@@ -372,12 +372,10 @@ def prune(run_dir: Path, keep: int | None) -> None:
     for leftover in folder.glob(".step_*"):
         # Hidden folders are writes that never finished (a crash, a full disk).
         shutil.rmtree(leftover, ignore_errors=True)
-    whole, _ = scan(run_dir)
-    if whole:
-        for path in folder.glob("step_*"):
-            match = _NAME.fullmatch(path.name)
-            if match and int(match.group(1)) < whole[0].step and isinstance(inspect(path), str):
-                shutil.rmtree(path, ignore_errors=True)  # damaged, and a newer one is whole
+    whole, damaged = scan(run_dir)
+    for bad in damaged:
+        if whole and bad.step < whole[0].step:
+            shutil.rmtree(bad.path, ignore_errors=True)  # of no use once a newer one is whole
     if keep is not None:
         for old in whole[keep:]:
             shutil.rmtree(old.path, ignore_errors=True)
@@ -426,23 +424,37 @@ def inspect(path: Path) -> Checkpoint | str:
     return Checkpoint(path, int(match.group(1)), manifest)
 
 
-def scan(run_dir: Path) -> tuple[list[Checkpoint], list[str]]:
-    """Whole checkpoints, newest first, and one line for each checkpoint folder that is not."""
+@dataclass(frozen=True)
+class Damaged:
+    """A checkpoint folder that is not whole, and why."""
+
+    path: Path
+    step: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+def scan(run_dir: Path) -> tuple[list[Checkpoint], list[Damaged]]:
+    """Whole checkpoints, newest first, and the checkpoint folders that are not whole."""
     folder = run_dir / runs.CHECKPOINTS
     if not folder.is_dir():
         return [], []
     found: list[Checkpoint] = []
-    problems: list[str] = []
+    damaged: list[Damaged] = []
     for path in folder.iterdir():
-        if _NAME.fullmatch(path.name) is None:
+        match = _NAME.fullmatch(path.name)
+        if match is None:
             continue  # hidden partial writes, checkpoints of older mtgc versions
         result = inspect(path)
         if isinstance(result, str):
-            problems.append(f"{path}: {result}")
+            damaged.append(Damaged(path, int(match.group(1)), result))
         else:
             found.append(result)
     found.sort(key=lambda c: c.step, reverse=True)
-    return found, problems
+    damaged.sort(key=lambda d: d.step, reverse=True)
+    return found, damaged
 
 
 def newest(run_dir: Path) -> Checkpoint | None:
@@ -479,7 +491,7 @@ class ResumePlan:
     run_dir: Path
     config: RunConfig
     candidates: list[Checkpoint]
-    problems: list[str] = field(default_factory=list)
+    problems: list[Damaged] = field(default_factory=list)
 
     @property
     def step(self) -> int:
@@ -533,7 +545,8 @@ def plan_resume(run_dir: Path, requested: RunConfig, extend: bool) -> ResumePlan
     csv_problem = _csv_problem(run_dir, resumable[0])
     if csv_problem:
         raise UsageError(f"--resume {run_dir}: {csv_problem}; valid: the run folder as mtgc wrote it")
-    return ResumePlan(run_dir, requested, resumable, problems)
+    # Only damage to newer checkpoints than the one taken is worth a line.
+    return ResumePlan(run_dir, requested, resumable, [d for d in problems if d.step > step])
 
 
 def _csv_problem(run_dir: Path, checkpoint: Checkpoint) -> str | None:
@@ -601,7 +614,7 @@ def restore(
     """Load the newest whole checkpoint of ``plan`` (an older one if it cannot be read) into the
     prepared envs, and set the run folder back to its step: CSV logs cut to their length then,
     the best model of then. ``template`` is the model ``prepare`` built for the same config."""
-    skipped = list(plan.problems)
+    skipped = [str(damaged) for damaged in plan.problems]
     for message in skipped:
         if warn:
             warn(f"{message}; passed over")
