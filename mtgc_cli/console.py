@@ -88,8 +88,12 @@ def summary_table(summary: dict[str, Any]) -> Table:
     table.add_row("env steps", f"{summary['steps']:,}")
     table.add_row("wall seconds", f"{summary['seconds']:.0f}")
     table.add_row("final eval success", _fmt(summary["final_eval_success"]))
+    episodes = summary.get("best_eval_episodes")
+    # The best model's score is its re-evaluation on fresh episodes, not the eval that proposed it.
+    again = f", re-evaluated on {episodes} episodes" if episodes else ""
     table.add_row(
-        "best eval success", f"{_fmt(summary['best_eval_success'])} at {summary['best_eval_step']:,} steps"
+        "best model",
+        f"{_fmt(summary['best_eval_success'])} at {summary['best_eval_step']:,} steps{again}",
     )
     for task, success in (summary.get("final_task_success") or {}).items():
         table.add_row(f"  {task}", _fmt(success))

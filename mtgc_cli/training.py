@@ -81,6 +81,10 @@ def prepare(config: RunConfig) -> Setup:
             replay_buffer_kwargs=buffer_kwargs,
             tensorboard_log=None,
         )
+        # SB3 seeds the training envs with seed + slot when the model is built (set_random_seed),
+        # which overlaps between run seeds (seed 0's slot 1 is seed 1's slot 0). make_vec_env has
+        # already seeded every slot from its own SeedSequence stream; drop SB3's pending seeds.
+        env.unwrapped._reset_seeds()  # type: ignore[attr-defined]
         # Evaluation runs on separate envs with their own seeds, so it never disturbs training.
         eval_env, counts = make_eval_env(config, config.train.eval_episodes, seed=seed, stream=Stream.EVAL)
         try:

@@ -103,3 +103,16 @@ def test_same_seed_gives_identical_eval_columns(invoke, tmp_path: Path, args: li
     (a,) = run_dirs(tmp_path / "a")
     (b,) = run_dirs(tmp_path / "b")
     assert _eval_columns(a) == _eval_columns(b)
+
+
+def test_training_slots_do_not_overlap_between_run_seeds() -> None:
+    from mtgc_cli.training import prepare
+
+    goals = []
+    for seed in (0, 1):
+        setup = prepare(presets.load("fetch-reach", seed=seed, sets=["env.n_envs=2", "env.normalize=false"]))
+        goals.append(_first_goals(setup.env))  # the reset that model.learn() does first
+        setup.close()
+    # With SB3's seed + slot, seed 0's slot 1 and seed 1's slot 0 drew the same goal.
+    assert not np.allclose(goals[0][1], goals[1][0])
+    assert not np.allclose(goals[0][0], goals[0][1])

@@ -46,6 +46,7 @@ def train(
     """
     from mtgc_cli import checkpoint, training
 
+    _use_the_cores_we_may_run_on()
     if resume is None and preset is None:
         raise UsageError("give --preset NAME for a new run or --resume RUN_DIR; valid: see `mtgc presets`")
     plan = None
@@ -85,3 +86,20 @@ def train(
         if summary["status"] != "done":
             resume_line(summary)
             raise typer.Exit(stop.exit_code if stop.signum is not None else 130)
+
+
+def _use_the_cores_we_may_run_on() -> None:
+    """One torch thread per core this process may run on, unless OMP_NUM_THREADS says otherwise.
+
+    torch sizes its pool from the machine's cores, not from the process's affinity: under
+    `taskset -c 1` it would run two threads on one core, and threads that outnumber their cores
+    made training 20-60x slower here. On an idle 2-core machine both threads speed the gradient
+    step up about 1.6x. `compare` workers set one thread each themselves.
+    """
+    import os
+
+    import torch
+
+    if "OMP_NUM_THREADS" in os.environ or not hasattr(os, "sched_getaffinity"):
+        return
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
