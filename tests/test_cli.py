@@ -182,7 +182,9 @@ def test_corrupt_and_missing_checkpoints_fail_cleanly_and_keep_files(
     assert_one_line_error(invoke("eval", str(copy)), 2, "no model.zip")
     (copy / "config.yaml").write_text("env: [")
     assert_one_line_error(invoke("eval", str(copy / "best_model.zip")), 2, "corrupt run config")
-    assert sorted(str(p.relative_to(copy)) for p in copy.rglob("*")) == [n for n in before if n != "model.zip"]
+    assert sorted(str(p.relative_to(copy)) for p in copy.rglob("*")) == [
+        n for n in before if n != "model.zip"
+    ]
 
 
 def test_compare_writes_table_files_and_skips_finished_runs(invoke, tmp_path: Path) -> None:
