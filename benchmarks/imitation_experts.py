@@ -18,7 +18,7 @@ from rich.table import Table
 
 from mtgc_cli import presets
 from mtgc_cli.evaluation import wilson_interval
-from mtgc_cli.imitation.collect import collect, probe_env
+from mtgc_cli.imitation.collect import collect, per_step_env, probe_env
 
 PRESETS = ["fetch-reach", "fetch-push", "fetch-pick-and-place", "point-tasks", "fetch-tasks"]
 
@@ -33,7 +33,7 @@ def main() -> None:
     for column in ("preset", "env", "task", "success [95% CI]", "mean return", "seconds"):
         table.add_column(column, justify="left" if column in ("preset", "env", "task") else "right")
     for name in PRESETS:
-        cfg = presets.load(name).env
+        cfg = per_step_env(presets.load(name).env)
         _, expert = probe_env(cfg)
         assert callable(expert), expert
         start = time.perf_counter()

@@ -15,14 +15,14 @@ import pytest
 from mtgc_cli import presets
 from mtgc_cli.imitation import dataset
 from mtgc_cli.imitation.batches import DemoSampler, split_episodes
-from mtgc_cli.imitation.collect import collect, probe_env
+from mtgc_cli.imitation.collect import collect, per_step_env, probe_env
 from tests.conftest import run_dirs
 from tests.test_cli import assert_one_line_error
 
 
 def expert_success(preset: str, episodes: int, tasks: list[str] | None = None) -> dict[str, float]:
     """Success of the scripted expert per task over ``episodes`` seeded episodes each."""
-    cfg = presets.load(preset).env
+    cfg = per_step_env(presets.load(preset).env)
     if tasks is not None:
         cfg = cfg.model_copy(update={"tasks": [t for t in cfg.tasks or [] if t.label in tasks]})
     _, expert = probe_env(cfg)

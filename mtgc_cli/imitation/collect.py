@@ -95,6 +95,16 @@ class EnvFacts:
     spec: EnvSpec | None
 
 
+def per_step_env(cfg: EnvConfig) -> EnvConfig:
+    """The env a scripted expert demonstrates in: the preset's, acting every env step.
+
+    The controllers read the env's own observation layout and act every step, and demonstrations
+    are recorded per env step (behaviour cloning presets use no action repeat), so an RL preset's
+    action repeat or time feature (fetch-push repeats each action 3 times) is left out here.
+    """
+    return cfg.model_copy(update={"action_repeat": 1, "time_feature": False})
+
+
 def probe_env(cfg: EnvConfig) -> tuple[EnvFacts, Any]:
     """Build the env once: its facts, and the scripted expert where there is one (else the error)."""
     probe = make_env(cfg, task=0 if cfg.tasks else None)
@@ -268,6 +278,8 @@ def plan(
             raise UsageError(
                 f"dataset {dataset_id} already exists in {root}; valid: another --dataset, or --overwrite"
             )
+        if scripted:
+            env = per_step_env(env)
         facts, expert = probe_env(env)
         if scripted:
             if isinstance(expert, UsageError):
