@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +81,20 @@ def test_metaworld_variations_follow_the_run_seed_and_match_between_training_and
     assert _task_set(other) != _task_set(first)
     for env in (first, second, eval_env, other):
         env.close()
+
+
+def test_metaworld_is_seeded_in_a_fresh_process() -> None:
+    # Meta-World registers its ids only on import; the seed must not depend on an earlier build
+    # in the same process having registered them (as every earlier test here may have).
+    pytest.importorskip("metaworld")
+    code = (
+        "from mtgc_cli import presets\n"
+        "from mtgc_cli.envs.factory import with_task_set_seed\n"
+        "cfg = presets.load('metaworld-mt10').env\n"
+        "print(sorted({task.kwargs.get('seed') for task in with_task_set_seed(cfg, 5).tasks}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[5]"
 
 
 def _eval_columns(run: Path) -> list[tuple[str, ...]]:

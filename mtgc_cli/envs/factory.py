@@ -66,14 +66,24 @@ def check_env_id(env_id: str) -> None:
         )
 
 
+def _constructor_parameters(env_id: str) -> list[inspect.Parameter]:
+    """The parameters of ``env_id``'s entry point (registering its family first).
+
+    Raises:
+        UsageError: an unknown id.
+        TypeError, ValueError, ImportError: an entry point that cannot be loaded or inspected.
+    """
+    check_env_id(env_id)
+    entry = gym.spec(env_id).entry_point
+    creator = load_env_creator(entry) if isinstance(entry, str) else entry
+    return list(inspect.signature(creator).parameters.values())
+
+
 def _reward_kwargs(env_id: str, reward_type: str | None) -> dict[str, str]:
     """``reward_type`` is passed to envs whose constructor takes it (Fetch, mtgc's own)."""
     if reward_type is None:
         return {}
-    check_env_id(env_id)
-    entry = gym.spec(env_id).entry_point
-    creator = load_env_creator(entry) if isinstance(entry, str) else entry
-    if "reward_type" in inspect.signature(creator).parameters:
+    if any(param.name == "reward_type" for param in _constructor_parameters(env_id)):
         return {"reward_type": reward_type}
     raise UsageError(
         f"env.reward_type: {env_id} has no reward_type argument, so mtgc cannot switch it to "
@@ -99,8 +109,7 @@ def _make(env_id: str, kwargs: dict[str, Any]) -> gym.Env:
             detail = str(exc).splitlines()[0] if str(exc) else ""
             entry = gym.spec(env_id).entry_point
             try:
-                creator = load_env_creator(entry) if isinstance(entry, str) else entry
-                params = inspect.signature(creator).parameters.values()
+                params = _constructor_parameters(env_id)
                 takes = ", ".join(f"**{q.name}" if q.kind == q.VAR_KEYWORD else q.name for q in params)
             except Exception:
                 takes = f"see {entry}"
@@ -161,11 +170,13 @@ def _base_env(cfg: EnvConfig, task: int | None) -> gym.Env:
 
 
 def _takes_seed(env_id: str) -> bool:
-    """Whether ``env_id``'s constructor takes a ``seed`` (Meta-World: it fixes the task variations)."""
+    """Whether ``env_id``'s constructor takes a ``seed`` (Meta-World: it fixes the task variations).
+
+    The family is registered first: Meta-World registers its ids only on import, so asking the
+    registry before that found nothing and a fresh process built Meta-World unseeded.
+    """
     try:
-        entry = gym.spec(env_id).entry_point
-        creator = load_env_creator(entry) if isinstance(entry, str) else entry
-        return "seed" in inspect.signature(creator).parameters
+        return any(param.name == "seed" for param in _constructor_parameters(env_id))
     except Exception:
         # An id that cannot be inspected is reported by the env builder itself.
         return False
