@@ -94,14 +94,19 @@ def _partial_name(path: Path) -> Path:
     return path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
 
 
+def _write_file(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write ``path`` through ``write(file)`` and flush it to disk."""
+    with path.open("wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Write ``path`` through ``write(file)`` so that readers see the old file or the new one."""
     tmp = _partial_name(path)
     try:
-        with tmp.open("wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+        _write_file(tmp, write)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -126,13 +131,6 @@ def link_atomic(source: Path, target: Path) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def _write_file(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    with path.open("wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -362,13 +362,18 @@ class RunCallback(BaseCallback):
                 )
             )
 
+    def _evaluate(self, counts: list[int]) -> EvalResult:
+        """Deterministic episodes on the eval envs, the time they take counted in eval_seconds."""
+        start = time.perf_counter()
+        result = evaluate(self.model, self.setup.eval_env, counts, self.task_names)
+        self.eval_seconds += time.perf_counter() - start
+        return result
+
     def run_eval(self) -> EvalResult:
         train_env = self.model.get_vec_normalize_env()
         if isinstance(train_env, VecNormalize):
             sync_envs_normalization(train_env, self.setup.eval_env)
-        eval_start = time.perf_counter()
-        result = evaluate(self.model, self.setup.eval_env, self.setup.eval_counts, self.task_names)
-        self.eval_seconds += time.perf_counter() - eval_start
+        result = self._evaluate(self.setup.eval_counts)
         self.last_eval = result
         self.last_eval_step = self.env_steps
         wall = time.perf_counter() - self.start
@@ -391,9 +396,7 @@ class RunCallback(BaseCallback):
             self.logger.record(f"eval/success_{task_row.name}", task_row.success)
         self.logger.dump(self.env_steps)
         if self.best.is_candidate(result.success):
-            recheck_start = time.perf_counter()
-            recheck = evaluate(self.model, self.setup.eval_env, self.recheck_counts, self.task_names)
-            self.eval_seconds += time.perf_counter() - recheck_start
+            recheck = self._evaluate(self.recheck_counts)
             self.logger.record("eval/recheck_success", recheck.success)
             self.logger.dump(self.env_steps)
             if self.best.offer(self.env_steps, result.success, recheck):
