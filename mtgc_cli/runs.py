@@ -7,7 +7,7 @@
         command.txt          the command line that started the run, then each resume's
         versions.json        python, mtgc, sb3, gymnasium, mujoco, torch
         model.zip            the last model        vecnormalize.pkl       its statistics
-        best_model.zip       best eval success      best_vecnormalize.pkl  its statistics
+        best_model.zip       the best model, chosen on re-evaluations (best_vecnormalize.pkl)
         checkpoints/step_<N>/  whole checkpoints at N env steps (mtgc_cli/checkpoint.py): model.zip
                              (+ vecnormalize.pkl), replay_buffer.pkl, state.pkl, the best model
                              then, run_config.yaml, manifest.json
