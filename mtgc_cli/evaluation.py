@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -25,6 +25,9 @@ from mtgc_cli.presets import RunConfig
 from mtgc_cli.runs import SavedRun, open_run
 from mtgc_cli.seeding import Stream
 
+if TYPE_CHECKING:
+    from mtgc_cli.video import EvalVideos
+
 MAX_EVAL_SLOTS = 10
 
 
@@ -35,6 +38,7 @@ class Episode:
     ret: float
     length: int
     distance: float | None
+    slot: int = 0  # the eval env slot that ran it
 
 
 @dataclass(frozen=True)
@@ -100,8 +104,12 @@ def make_eval_env(
     seed: int,
     stream: Stream = Stream.EVAL,
     stats: Path | None = None,
+    record: bool = False,
 ) -> tuple[VecEnv, list[int]]:
-    """Eval envs seeded from ``(seed, stream)``, with the run's own task set (``train.seed``)."""
+    """Eval envs seeded from ``(seed, stream)``, with the run's own task set (``train.seed``).
+
+    ``record``: built to render frames, for videos (``mtgc_cli.video``).
+    """
     n_tasks = len(config.env.task_labels)
     slot_tasks, counts = slot_plan(n_tasks, episodes_per_task)
     env = make_vec_env(
@@ -110,6 +118,7 @@ def make_eval_env(
         stream=stream,
         task_set_seed=config.train.seed,
         slot_tasks=slot_tasks,
+        record=record,
     )
     return normalize(env, config.env, training=False, stats=stats), counts
 
@@ -156,6 +165,7 @@ def run_episodes(
                     ret=float(info["episode"]["r"]),
                     length=int(info["episode"]["l"]),
                     distance=info.get("goal_distance"),
+                    slot=int(slot),
                 )
             )
             done_counts[slot] += 1
@@ -179,8 +189,26 @@ def summarise(name: str, episodes: list[Episode]) -> Row:
     )
 
 
-def evaluate(model: BaseAlgorithm, env: VecEnv, counts: list[int], task_names: list[str]) -> EvalResult:
-    episodes = run_episodes(model, env, counts)
+def evaluate(
+    model: BaseAlgorithm,
+    env: VecEnv,
+    counts: list[int],
+    task_names: list[str],
+    videos: EvalVideos | None = None,
+) -> EvalResult:
+    """Run and score the episodes of ``counts``; ``videos`` records the first ones of each task.
+
+    Recording changes no episode: frames are rendered from the state each step reached.
+    """
+    if videos is None:
+        episodes = run_episodes(model, env, counts)
+    else:
+        videos.start(env, counts)
+        episodes = []
+        try:
+            episodes = run_episodes(model, env, counts)
+        finally:
+            videos.finish([(e.slot, e.success) for e in episodes])
     if not task_names:
         row = summarise("all", episodes)
         return EvalResult(rows=[row], overall=row)
@@ -200,18 +228,31 @@ class LoadedModel:
     model: BaseAlgorithm
     env: VecEnv
     counts: list[int]
+    records: bool = False  # the eval envs render frames for videos
+    video_problem: str | None = None  # why they do not, when videos were asked for
 
 
-def load_for_eval(target: Path, episodes_per_task: int, seed: int) -> LoadedModel:
-    """A saved model with its config and normalisation statistics, on fresh eval envs."""
+def load_for_eval(target: Path, episodes_per_task: int, seed: int, video: bool = False) -> LoadedModel:
+    """A saved model with its config and normalisation statistics, on fresh eval envs.
+
+    ``video``: the eval envs render frames, unless the env cannot render (``video_problem`` says
+    why, and the evaluation goes on without videos).
+    """
     saved = open_run(target)
     config = saved.config
+    video_problem = None
+    if video:
+        from mtgc_cli.envs.recording import render_problem
+
+        video_problem = render_problem(config.env)
+    records = video and video_problem is None
     env, counts = make_eval_env(
         config,
         episodes_per_task,
         seed,
         stream=Stream.EVAL_COMMAND,
         stats=saved.stats if config.env.normalize else None,
+        record=records,
     )
     try:
         # HER-style buffers need the env at load time; a 1-slot buffer, since eval never trains.
@@ -222,4 +263,6 @@ def load_for_eval(target: Path, episodes_per_task: int, seed: int) -> LoadedMode
         raise UsageError(
             f"{saved.model}: not a loadable {config.algo.name} model (corrupt or wrong file): {detail}"
         ) from exc
-    return LoadedModel(saved=saved, model=model, env=env, counts=counts)
+    return LoadedModel(
+        saved=saved, model=model, env=env, counts=counts, records=records, video_problem=video_problem
+    )

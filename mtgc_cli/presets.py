@@ -165,6 +165,10 @@ class TrainConfig(_Section):
     checkpoint_every: int | None = Field(None, gt=0)
     # Older checkpoints are deleted beyond this many (None keeps all).
     keep_checkpoints: int | None = Field(3, gt=0)
+    # Videos (RUN/videos/step_<N>/): at the first eval at or after every video_every env steps,
+    # the first video_episodes eval episodes of each task are recorded (None: no videos).
+    video_every: int | None = Field(None, gt=0)
+    video_episodes: int = Field(1, gt=0)
 
 
 class RunConfig(_Section):

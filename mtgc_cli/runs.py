@@ -12,6 +12,8 @@
                              (+ vecnormalize.pkl), replay_buffer.pkl, state.pkl, the best model
                              then, run_config.yaml, manifest.json
         progress.csv         one row per evaluation
+        videos/              MP4s of eval episodes (mtgc_cli/video.py): step_<N>/ from train.video_every,
+                             eval-<model>-s<seed>/ from `mtgc eval --video`
         tb/                  TensorBoard events (one file per start or resume)
         summary.json         final and best eval success, steps, seconds, the last checkpoint
 """
@@ -46,6 +48,7 @@ BEST_STATS = "best_vecnormalize.pkl"
 PROGRESS = "progress.csv"
 SUMMARY = "summary.json"
 CHECKPOINTS = "checkpoints"
+VIDEOS = "videos"
 
 # wall_seconds includes evaluation; eval_seconds is how much of it went to evaluating, so training
 # time is their difference. gradient_steps counts the learner's updates (SB3's n_updates).
@@ -150,6 +153,18 @@ def read_summary(run_dir: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text())
     except json.JSONDecodeError:
         return None
+
+
+def train_video_dir(run_dir: Path, step: int) -> Path:
+    """Where the videos of the eval at ``step`` env steps go."""
+    return run_dir / VIDEOS / f"step_{step}"
+
+
+def eval_video_dir(saved: SavedRun, seed: int) -> Path:
+    """Where ``mtgc eval --video --seed SEED`` of a model goes: ``eval-model-s0``, ``eval-step_150-s0``."""
+    model = saved.model
+    name = model.parent.name if model.parent.parent.name == CHECKPOINTS else model.stem
+    return saved.run_dir / VIDEOS / f"eval-{name}-s{seed}"
 
 
 def stats_path_for(model: Path) -> Path:

@@ -24,7 +24,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize, sync_envs_nor
 
 from mtgc_cli import checkpoint, runs
 from mtgc_cli.algos import make_model
-from mtgc_cli.console import Snapshot
+from mtgc_cli.console import Snapshot, warn
 from mtgc_cli.envs.factory import make_vec_env, normalize
 from mtgc_cli.errors import RunFailed
 from mtgc_cli.evaluation import EvalResult, check_success_signal, evaluate, make_eval_env
@@ -32,6 +32,7 @@ from mtgc_cli.features import clipped_extractor
 from mtgc_cli.presets import AlgoConfig, RunConfig
 from mtgc_cli.relabel import replay_setup
 from mtgc_cli.seeding import Stream
+from mtgc_cli.video import EvalVideos, log_to_tensorboard, prefer_offscreen_gl
 
 Reporter = Callable[[Snapshot], None]
 
@@ -45,6 +46,7 @@ class Setup:
     eval_env: VecEnv
     eval_counts: list[int]
     model: BaseAlgorithm
+    records: bool = False  # the eval envs render frames (train.video_every)
 
     def close(self) -> None:
         self.env.close()
@@ -70,6 +72,15 @@ def _algo_with_input_clip(config: RunConfig, env: VecEnv) -> AlgoConfig:
 def prepare(config: RunConfig) -> Setup:
     """Build envs, replay buffer and model; any bad input raises before anything is written."""
     seed = config.train.seed
+    records = False
+    if config.train.video_every is not None:
+        from mtgc_cli.envs.recording import render_problem
+
+        prefer_offscreen_gl()
+        problem = render_problem(config.env)
+        if problem is not None:
+            warn(f"{problem}; training goes on without videos (train.video_every)")
+        records = problem is None
     env = normalize(make_vec_env(config.env, seed=seed, stream=Stream.TRAIN), config.env, training=True)
     try:
         buffer_class, buffer_kwargs = replay_setup(config, env)
@@ -86,7 +97,9 @@ def prepare(config: RunConfig) -> Setup:
         # already seeded every slot from its own SeedSequence stream; drop SB3's pending seeds.
         env.unwrapped._reset_seeds()  # type: ignore[attr-defined]
         # Evaluation runs on separate envs with their own seeds, so it never disturbs training.
-        eval_env, counts = make_eval_env(config, config.train.eval_episodes, seed=seed, stream=Stream.EVAL)
+        eval_env, counts = make_eval_env(
+            config, config.train.eval_episodes, seed=seed, stream=Stream.EVAL, record=records
+        )
         try:
             check_success_signal(eval_env, config)
         except BaseException:
@@ -95,7 +108,7 @@ def prepare(config: RunConfig) -> Setup:
     except BaseException:
         env.close()
         raise
-    return Setup(config=config, env=env, eval_env=eval_env, eval_counts=counts, model=model)
+    return Setup(config=config, env=env, eval_env=eval_env, eval_counts=counts, model=model, records=records)
 
 
 def save_model(model: BaseAlgorithm, model_path: Path) -> None:
@@ -244,6 +257,8 @@ class RunCallback(BaseCallback):
         self.eval_seconds = 0.0
         self.next_eval = self.train_cfg.eval_every
         self.next_checkpoint = self.train_cfg.checkpoint_every
+        # Videos are taken at the first eval at or after each multiple of video_every.
+        self.next_video = self.train_cfg.video_every if setup.records else None
         self.last_eval: EvalResult | None = None
         self.last_eval_step = -1
         self.best = BestModel()
@@ -268,6 +283,7 @@ class RunCallback(BaseCallback):
             "eval_seconds": self.eval_seconds,
             "next_eval": self.next_eval,
             "next_checkpoint": self.next_checkpoint,
+            "next_video": self.next_video,
             "last_eval": self.last_eval,
             "last_eval_step": self.last_eval_step,
             "best": self.best,
@@ -286,6 +302,10 @@ class RunCallback(BaseCallback):
         self.best = state["best"]
         self.recent_success.extend(state["recent_success"])
         self.next_checkpoint = state["next_checkpoint"]
+        every = self.train_cfg.video_every
+        if self.next_video is not None and every is not None:
+            # A checkpoint of an mtgc without videos: the next multiple of video_every.
+            self.next_video = state.get("next_video") or (self.env_steps // every + 1) * every
         self.checkpoint_seconds = state["checkpoint_seconds"]
         self.resumed_at = [*state["resumed_at"], self.env_steps]
         # wall_seconds in progress.csv goes on from where the stopped run was.
@@ -362,18 +382,47 @@ class RunCallback(BaseCallback):
                 )
             )
 
-    def _evaluate(self, counts: list[int]) -> EvalResult:
-        """Deterministic episodes on the eval envs, the time they take counted in eval_seconds."""
+    def _evaluate(self, counts: list[int], videos: EvalVideos | None = None) -> EvalResult:
+        """Deterministic episodes on the eval envs, the time they take (videos included) counted in
+        eval_seconds."""
         start = time.perf_counter()
-        result = evaluate(self.model, self.setup.eval_env, counts, self.task_names)
+        result = evaluate(self.model, self.setup.eval_env, counts, self.task_names, videos=videos)
         self.eval_seconds += time.perf_counter() - start
         return result
+
+    def _videos_due(self) -> EvalVideos | None:
+        """A recorder for this eval's first episodes, when a video is due (never for re-evaluations)."""
+        every = self.train_cfg.video_every
+        if self.next_video is None or every is None or self.env_steps < self.next_video:
+            return None
+        while self.next_video <= self.env_steps:
+            self.next_video += every
+        env = self.setup.config.env
+        return EvalVideos(
+            runs.train_video_dir(self.run_dir, self.env_steps),
+            per_task=min(self.train_cfg.video_episodes, self.train_cfg.eval_episodes),
+            task_names=self.task_names,
+            env_label=env.label,
+            success_key=env.success_key,
+            previews=True,
+        )
+
+    def _videos_done(self, videos: EvalVideos) -> None:
+        if videos.problem is not None:
+            # Rendering fails the same way every time: one line, and no more tries in this run.
+            warn(f"{videos.problem}; no more videos in this run, training goes on")
+            self.next_video = None
+            return
+        log_to_tensorboard(self.logger, videos.videos, self.env_steps)
 
     def run_eval(self) -> EvalResult:
         train_env = self.model.get_vec_normalize_env()
         if isinstance(train_env, VecNormalize):
             sync_envs_normalization(train_env, self.setup.eval_env)
-        result = self._evaluate(self.setup.eval_counts)
+        videos = self._videos_due()
+        result = self._evaluate(self.setup.eval_counts, videos)
+        if videos is not None:
+            self._videos_done(videos)
         self.last_eval = result
         self.last_eval_step = self.env_steps
         wall = time.perf_counter() - self.start

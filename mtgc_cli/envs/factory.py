@@ -204,15 +204,26 @@ def with_task_set_seed(cfg: EnvConfig, task_set_seed: int) -> EnvConfig:
     return cfg
 
 
-def make_env(cfg: EnvConfig, task: int | None = None, seed: int | None = None) -> gym.Env:
+def make_env(
+    cfg: EnvConfig, task: int | None = None, seed: int | None = None, record: bool = False
+) -> gym.Env:
     """One env with mtgc's wrappers (task one-hot, success key, goal distance, episode stats).
 
     ``seed`` seeds the env's own generator (goals, initial states) and its action space once, at
     construction; later resets continue that stream, so every episode differs and the sequence is
-    reproducible.
+    reproducible. ``record`` builds it with ``render_mode="rgb_array"`` and a
+    :class:`~mtgc_cli.envs.recording.FrameRecorder` inside the action repeat (videos).
     """
     register_envs(*(i for i in [cfg.id, *(t.id for t in cfg.tasks or [])] if i))
-    env = _base_env(cfg, task)
+    if record:
+        from mtgc_cli.envs.recording import RENDER_MODE, FrameRecorder
+
+        # Through env.kwargs, so that every env the section builds (each task's too) renders.
+        env = FrameRecorder(
+            _base_env(cfg.model_copy(update={"kwargs": {**cfg.kwargs, "render_mode": RENDER_MODE}}), task)
+        )
+    else:
+        env = _base_env(cfg, task)
     if cfg.action_repeat > 1:
         env = ActionRepeat(env, cfg.action_repeat)
     env = SuccessInfo(env, key=cfg.success_key, latch=cfg.success_at == "any")
@@ -244,12 +255,14 @@ def make_vec_env(
     stream: Stream = Stream.TRAIN,
     task_set_seed: int | None = None,
     slot_tasks: Sequence[int | None] | None = None,
+    record: bool = False,
 ) -> VecEnv:
     """``cfg.n_envs`` envs (or one per entry of ``slot_tasks``, each with that task fixed).
 
     Slot i is seeded with ``derive(seed, stream, i)``: training, evaluation and `mtgc eval` envs,
     and runs with different seeds, draw independent goals. ``task_set_seed`` (default ``seed``) is
     the run's seed, which fixes envs' task variations the same way for training and evaluation.
+    ``record``: every slot can render frames for videos (see :func:`make_env`).
     """
     if slot_tasks is None:
         if cfg.tasks is not None and cfg.task_sampling == "per-slot":
@@ -259,7 +272,7 @@ def make_vec_env(
     cfg = with_task_set_seed(cfg, derive(seed if task_set_seed is None else task_set_seed, Stream.TASK_SET))
     seeds = slot_seeds(seed, stream, len(slot_tasks))
     fns = [
-        functools.partial(make_env, cfg, task, seed=slot_seed)
+        functools.partial(make_env, cfg, task, seed=slot_seed, record=record)
         for task, slot_seed in zip(slot_tasks, seeds, strict=True)
     ]
     vec: VecEnv

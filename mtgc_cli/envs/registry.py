@@ -45,20 +45,44 @@ def _register_robotics() -> None:
 
     # gymnasium-robotics prints a notice about the Adroit envs' rewards on import; mtgc uses
     # none of them, and the notice would sit in every run's output.
-    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
-        warnings.simplefilter("ignore")
-        import gymnasium_robotics
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            import gymnasium_robotics
+    except Exception as exc:
+        raise _mujoco_import_failed("gymnasium-robotics", exc) from exc
 
     gym.register_envs(gymnasium_robotics)
+
+
+def _mujoco_import_failed(package: str, exc: Exception) -> UsageError:
+    """One line for a MuJoCo family that fails to import, naming ``MUJOCO_GL`` when it is set.
+
+    MuJoCo loads the GL backend that ``MUJOCO_GL`` names when it is imported: ``osmesa`` without
+    libosmesa6 fails there, before any env exists.
+    """
+    detail = str(exc).splitlines()[0] if str(exc) else ""
+    problem = f"importing {package} failed ({type(exc).__name__}: {detail})"
+    backend = os.environ.get("MUJOCO_GL")
+    if backend is None:
+        return UsageError(problem)
+    return UsageError(
+        f"{problem} with MUJOCO_GL={backend}; valid: MUJOCO_GL=egl (needs libegl1), osmesa (needs "
+        "libosmesa6), glfw (needs a display), or unset"
+    )
 
 
 def _register_metaworld() -> None:
     try:
         import metaworld  # noqa: F401  (importing registers the Meta-World/* ids)
-    except ImportError as exc:
+    except ModuleNotFoundError as exc:
+        if exc.name != "metaworld":
+            raise _mujoco_import_failed("metaworld", exc) from exc
         raise UsageError(
             "Meta-World is not installed; install it with: pip install 'metaworld>=3.1,<3.2'"
         ) from exc
+    except Exception as exc:
+        raise _mujoco_import_failed("metaworld", exc) from exc
 
 
 def split_module(env_id: str) -> tuple[str | None, str]:
