@@ -349,7 +349,8 @@ class EvalVideos:
                 )
             )
         self.pending.clear()
-        self.videos.sort(key=lambda v: (v.task, v.episode))
+        order = {name: i for i, name in enumerate(self.task_names)}
+        self.videos.sort(key=lambda v: (order.get(v.task, 0), v.episode))
         return self.videos
 
     def summary_line(self) -> str:

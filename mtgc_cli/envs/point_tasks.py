@@ -42,7 +42,9 @@ class PointTasksEnv(gym.Env):
       is within ``distance_threshold`` of the current task's target.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+    # rgb_array: a top view (see ``render``), for eval videos; 10 steps a second.
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}
+    render_size = 240  # pixels per side of the rendered [-1, 1]^2
 
     def __init__(
         self,
@@ -55,6 +57,7 @@ class PointTasksEnv(gym.Env):
         max_episode_steps: int = 30,
         tasks: Sequence[str] | None = None,
         terminate_on_success: bool = False,
+        render_mode: str | None = None,
     ) -> None:
         """Build the env.
 
@@ -71,6 +74,7 @@ class PointTasksEnv(gym.Env):
                 ``None`` keeps all ``n_tasks``.
             terminate_on_success: end the episode (``terminated``) when the current task's target
                 is reached; relabeling then recomputes termination with ``task_terminated``.
+            render_mode: ``None`` or ``"rgb_array"`` (``render`` returns a top view).
 
         Raises:
             ValueError: any argument out of range.
@@ -98,6 +102,9 @@ class PointTasksEnv(gym.Env):
             all_names, angles, n_tasks = tuple(tasks), angles[keep], len(keep)
         if task is not None and not 0 <= task < n_tasks:
             raise ValueError(f"task must be None or in [0, {n_tasks}), got {task}")
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.render_mode = render_mode
 
         self.n_tasks = n_tasks
         self.radius = float(radius)
@@ -124,6 +131,7 @@ class PointTasksEnv(gym.Env):
 
         self._pos: np.ndarray | None = None
         self._elapsed = 0
+        self._pixels: list[np.ndarray] | None = None  # render's pixel coordinates, made once
 
     def _reward_and_success(self, pos: np.ndarray) -> tuple[float, float]:
         """Reward and success of position (2,) under the current task."""
@@ -166,6 +174,29 @@ class PointTasksEnv(gym.Env):
         truncated = self._elapsed >= self.max_episode_steps
         info = {"task": self.task, "is_success": success}
         return {"observation": self._pos.copy()}, reward, terminated, truncated, info
+
+    def render(self) -> np.ndarray | None:
+        """A top view of ``[-1, 1]^2``, (render_size, render_size, 3) uint8, ``rgb_array`` mode only.
+
+        Each target is a disc of the success radius: the current task's orange, the others grey;
+        the point is a blue dot. North is up.
+        """
+        if self.render_mode != "rgb_array":
+            return None
+        size = self.render_size
+        if self._pixels is None:
+            # Pixel centres in env coordinates: x to the right, y up.
+            coords = (np.arange(size) + 0.5) / size * 2.0 - 1.0
+            self._pixels = np.meshgrid(coords, coords[::-1])
+        x, y = self._pixels
+        image = np.full((size, size, 3), 235, dtype=np.uint8)
+        for k, target in enumerate(self.targets):
+            inside = np.hypot(x - target[0], y - target[1]) <= self.distance_threshold
+            image[inside] = (255, 150, 40) if k == self.task else (190, 190, 190)
+        if self._pos is not None:
+            dot = np.hypot(x - self._pos[0], y - self._pos[1]) <= max(0.03, 2.5 / size)
+            image[dot] = (40, 90, 220)
+        return image
 
     def task_reward(self, task: np.ndarray, next_obs: dict[str, np.ndarray]) -> np.ndarray:
         """Rewards that ``step`` would have given under other tasks, for a batch of next observations.
