@@ -413,7 +413,10 @@ class RunCallback(BaseCallback):
             warn(f"{videos.problem}; no more videos in this run, training goes on")
             self.next_video = None
             return
-        log_to_tensorboard(self.logger, videos.videos, self.env_steps)
+        try:
+            log_to_tensorboard(self.logger, videos.videos, self.env_steps)
+        except Exception as exc:  # training never fails because of a video
+            warn(f"TensorBoard preview of the videos at {self.env_steps:,} env steps failed ({exc})")
 
     def run_eval(self) -> EvalResult:
         train_env = self.model.get_vec_normalize_env()

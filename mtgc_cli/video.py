@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mtgc_cli.envs.recording import frame_array
+from mtgc_cli.envs.recording import NotAnImage, frame_array
 from mtgc_cli.envs.wrappers import SUCCESS_KEYS
 
 if TYPE_CHECKING:
@@ -57,16 +57,22 @@ def prefer_offscreen_gl() -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")
 
 
-def render_failure(label: str, exc: BaseException) -> str:
-    """One line: why rendering ``label`` failed, and what makes offscreen rendering work."""
+def _what(exc: BaseException) -> str:
+    """``Type: first line of the message`` (cut at 140 characters), for one-line reports."""
     detail = str(exc).splitlines()[0] if str(exc) else ""
-    if isinstance(exc, ValueError) and "render is not" in detail:
-        return detail
     if len(detail) > 140:
         detail = detail[:137] + "..."
-    what = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
+def video_failure(label: str, exc: BaseException, rendering: bool) -> str:
+    """One line: why videos of ``label`` failed and, for a render, what makes offscreen rendering work."""
+    if isinstance(exc, NotAnImage):
+        return str(exc)
+    if not rendering:
+        return f"writing a video of {label} failed ({_what(exc)})"
     return (
-        f"rendering {label} failed with MUJOCO_GL={os.environ.get('MUJOCO_GL', 'unset')} ({what}); "
+        f"rendering {label} failed with MUJOCO_GL={os.environ.get('MUJOCO_GL', 'unset')} ({_what(exc)}); "
         f"{OFFSCREEN_HELP}"
     )
 
@@ -199,7 +205,6 @@ class _SlotWriter:
         key = self.videos.success_key
         flag = info.get(key) if key else next((info[k] for k in SUCCESS_KEYS if k in info), None)
         succeeding = flag is not None and float(flag) > 0
-        status = [f"{self.task}  episode {self.index}  step {steps}"]
         detail = []
         if goal is not None:
             detail.append(f"goal {_vector(goal)}")
@@ -207,7 +212,7 @@ class _SlotWriter:
             detail.append(f"distance {distance:.3f}")
         if succeeding:
             detail.append("success")
-        lines = [(status[0], (255, 255, 255))]
+        lines = [(f"{self.task}  episode {self.index}  step {steps}", (255, 255, 255))]
         if detail:
             lines.append(("  ".join(detail), (120, 255, 120) if succeeding else (255, 255, 255)))
         shown = self.videos.overlay.draw(image, lines)
@@ -225,9 +230,9 @@ class _SlotWriter:
         self.index += 1
         self.tmp = None
 
-    def fail(self, exc: BaseException) -> None:
+    def fail(self, exc: BaseException, rendering: bool) -> None:
         self.discard()
-        self.videos.note_failure(exc)
+        self.videos.note_failure(exc, rendering)
 
     def discard(self) -> None:
         """Close and remove an episode that did not end (a failure, or an eval that stopped)."""
@@ -280,10 +285,10 @@ class EvalVideos:
         self._writers: dict[int, _SlotWriter] = {}
         self._env: VecEnv | None = None
 
-    def note_failure(self, exc: BaseException) -> None:
+    def note_failure(self, exc: BaseException, rendering: bool = False) -> None:
         """The first failure is the one reported; every slot stops recording (each would fail alike)."""
         if self.problem is None:
-            self.problem = render_failure(self.env_label, exc)
+            self.problem = video_failure(self.env_label, exc, rendering)
             self._disarm()
 
     def _task_name(self, task: int) -> str:
@@ -292,6 +297,12 @@ class EvalVideos:
     def start(self, env: VecEnv, counts: list[int]) -> None:
         """Arm the first slots of each task for their first episodes, up to ``per_task`` per task."""
         self._env = env
+        try:
+            self._arm(env, counts)
+        except Exception as exc:
+            self.note_failure(exc)
+
+    def _arm(self, env: VecEnv, counts: list[int]) -> None:
         n_tasks = max(1, len(self.task_names))
         per_slot_block = len(counts) // n_tasks  # slot_plan lays the tasks out in equal blocks
         fps = float(env.get_attr("fps", indices=[0])[0])
@@ -318,6 +329,14 @@ class EvalVideos:
         ``outcomes`` holds the slot and the scored success of each scored episode, in the order
         the evaluation counted them; a slot's recorded episodes are its first ones.
         """
+        try:
+            return self._finish(outcomes)
+        except Exception as exc:  # a full disk while renaming: the evaluation's results still count
+            self.note_failure(exc)
+            self.videos.clear()
+            return self.videos
+
+    def _finish(self, outcomes: list[tuple[int, float]]) -> list[Video]:
         self._disarm()
         for writer in self._writers.values():
             writer.discard()

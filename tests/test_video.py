@@ -136,31 +136,77 @@ def test_env_without_an_image_render_trains_and_evaluates_with_one_line(invoke, 
     assert "success [95% CI]" in result.stdout
 
 
-POINT_TASKS = [
-    "train", "--preset", "point-tasks", "--timesteps", "200", "--set", "algo.learning_starts=50",
-    "--set", "algo.buffer_size=500", "--set", "algo.policy_kwargs.net_arch=[16]",
-    "--set", "train.eval_every=200", "--set", "train.eval_episodes=2",
-]  # fmt: skip
+@pytest.fixture(scope="module")
+def point_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """200 steps of point-tasks (four tasks, 30-step episodes): learning from step 50."""
+    config = presets.load(
+        "point-tasks",
+        timesteps=200,
+        sets=[
+            "algo.learning_starts=50",
+            "algo.buffer_size=500",
+            "algo.policy_kwargs.net_arch=[16]",
+            "train.eval_every=200",
+            "train.eval_episodes=2",
+        ],
+    )
+    root = tmp_path_factory.mktemp("point")
+    training.run(training.prepare(config), root / "runs")
+    (run_dir,) = run_dirs(root)
+    return run_dir
 
 
-def test_multi_task_eval_writes_the_first_episodes_of_every_task(invoke, tmp_path: Path) -> None:
-    assert invoke(*POINT_TASKS).exit_code == 0
-    (run_dir,) = run_dirs(tmp_path / "runs")
-    result = invoke("eval", str(run_dir), "--video", "--episodes", "3", "--video-episodes", "2", "--json")
+def test_multi_task_eval_writes_the_first_episodes_of_every_task(point_run: Path, invoke) -> None:
+    result = invoke("eval", str(point_run), "--video", "--episodes", "3", "--video-episodes", "2", "--json")
     assert result.exit_code == 0, result.output
-    payload = json.loads(result.stdout)
-    videos = payload["videos"]
+    videos = json.loads(result.stdout)["videos"]
     tasks = ["east", "north", "west", "south"]
     assert [(v["task"], v["episode"]) for v in videos] == [(t, k) for t in tasks for k in (0, 1)]
     for video in videos:
         path = Path(video["path"])
-        assert (
-            path.name
-            == f"{video['task']}-ep{video['episode']}-{'success' if video['success'] else 'failure'}.mp4"
-        )
+        verdict = "success" if video["success"] else "failure"
+        assert path.name == f"{video['task']}-ep{video['episode']}-{verdict}.mp4"
         assert frames_of(path).shape == (30, 240, 240, 3)  # 30-step episodes, the env's own render size
         assert video["goal"] is None  # no desired_goal in this env's observation
     assert "8 videos in" in result.stderr
+
+
+def test_a_video_that_cannot_be_written_is_one_line_and_eval_goes_on(point_run: Path, invoke) -> None:
+    (point_run / "videos").mkdir(exist_ok=True)
+    (point_run / "videos" / "eval-model-s3").write_text("a file where the folder would go")
+    result = invoke("eval", str(point_run), "--video", "--episodes", "2", "--seed", "3")
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "mtgc: warning: writing a video of mtgc/PointTasks-v0 failed"
+    )
+    assert "mean over tasks" in result.stdout
+
+
+def test_training_goes_on_when_rendering_fails(tmp_path: Path) -> None:
+    """Two evals with a video due, rendering failing (GLFW, no display): one line, the run finishes."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env.update(MUJOCO_GL="glfw", OMP_NUM_THREADS="1")
+    args = [
+        "train", "--preset", "fetch-reach", "--timesteps", "100", "--set", "algo.learning_starts=50",
+        "--set", "algo.buffer_size=500", "--set", "train.eval_every=50", "--set", "train.eval_episodes=1",
+        "--set", "train.checkpoint_every=null", "--set", "train.video_every=50", "--runs-dir", str(tmp_path),
+    ]  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "mtgc_cli.cli.app", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if "mtgc: warning:" in line]
+    assert len(warnings) == 1 and "rendering FetchReach-v4 failed with MUJOCO_GL=glfw" in warnings[0]
+    assert "no more videos in this run, training goes on" in warnings[0]
+    (run_dir,) = run_dirs(tmp_path)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "done" and summary["steps"] == 100
+    assert not list(run_dir.rglob("*.mp4"))
 
 
 def test_a_render_that_is_not_an_image_is_refused_by_name() -> None:

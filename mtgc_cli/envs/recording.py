@@ -21,7 +21,7 @@ from gymnasium.envs.registration import load_env_creator
 from mtgc_cli.envs.registry import register_envs, split_module
 from mtgc_cli.presets import EnvConfig
 
-__all__ = ["RENDER_MODE", "FrameRecorder", "FrameSink", "frame_array", "render_problem"]
+__all__ = ["RENDER_MODE", "FrameRecorder", "FrameSink", "NotAnImage", "frame_array", "render_problem"]
 
 RENDER_MODE = "rgb_array"
 
@@ -35,8 +35,8 @@ class FrameSink(Protocol):
     def end_episode(self) -> None:
         """The recorded episode ended (terminated or truncated) with the last frame added."""
 
-    def fail(self, exc: BaseException) -> None:
-        """Rendering or writing raised; no more frames come to this sink."""
+    def fail(self, exc: BaseException, rendering: bool) -> None:
+        """Rendering (``rendering``) or the sink itself raised; no more frames come to this sink."""
 
 
 class FrameRecorder(gym.Wrapper, gym.utils.RecordConstructorArgs):
@@ -83,17 +83,19 @@ class FrameRecorder(gym.Wrapper, gym.utils.RecordConstructorArgs):
         obs, reward, terminated, truncated, info = self.env.step(action)
         if self._active and self._sink is not None:
             sink = self._sink
+            rendering = True
             try:
                 with warnings.catch_warnings():
                     # GLFW without a display warns before it fails; the failure is what is reported.
                     warnings.simplefilter("ignore")
                     frame = self.env.render()
+                rendering = False
                 sink.add(frame, obs, info)
                 if terminated or truncated:
                     sink.end_episode()
             except Exception as exc:  # a missing GL library, an encoder error: never the episode's end
                 self.record(None, 0)
-                sink.fail(exc)
+                sink.fail(exc, rendering)
             else:
                 if terminated or truncated:
                     self._episodes_left -= 1
@@ -138,12 +140,16 @@ def render_problem(cfg: EnvConfig) -> str | None:
     return None
 
 
+class NotAnImage(ValueError):
+    """An env's ``rgb_array`` render returned something that is not an RGB image."""
+
+
 def frame_array(frame: Any, label: str) -> np.ndarray:
-    """``frame`` as an (H, W, 3) uint8 image; raises ``ValueError`` naming ``label`` if it is none."""
+    """``frame`` as an (H, W, 3) uint8 image; raises :class:`NotAnImage` naming ``label`` if it is none."""
     array = np.asarray(frame) if frame is not None else None
     if array is None or array.ndim != 3 or array.shape[2] not in (3, 4) or min(array.shape[:2]) < 2:
         shape = None if array is None else array.shape
-        raise ValueError(f"{label}'s {RENDER_MODE} render is not an RGB image (got shape {shape})")
+        raise NotAnImage(f"{label}'s {RENDER_MODE} render is not an RGB image (got shape {shape})")
     if array.dtype != np.uint8:
         if np.issubdtype(array.dtype, np.floating) and array.max(initial=0.0) <= 1.0:
             array = array * 255.0
