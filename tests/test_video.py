@@ -110,6 +110,23 @@ def test_eval_without_offscreen_gl_says_so_in_one_line_and_gives_results(push_ru
     )
 
 
+def test_a_mujoco_gl_that_mujoco_refuses_is_one_line(push_run: Path) -> None:
+    """MuJoCo loads its GL backend on import; a bad MUJOCO_GL fails there, before any env exists."""
+    env = {**os.environ, "MUJOCO_GL": "bogus", "OMP_NUM_THREADS": "1"}
+    args = ["eval", str(push_run), "--video", "--episodes", "1"]
+    done = subprocess.run(
+        [sys.executable, "-m", "mtgc_cli.cli.app", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mtgc: error: importing gymnasium-robotics failed"), lines
+    assert "with MUJOCO_GL=bogus; valid: MUJOCO_GL=egl" in lines[0]
+
+
 BIT_FLIP = [
     "train", "--preset", "bit-flip", "--timesteps", "200", "--set", "env.kwargs.n_bits=4",
     "--set", "algo.learning_starts=50", "--set", "algo.buffer_size=500",
