@@ -84,6 +84,8 @@ def test_eval_video_frames_equal_the_episode_env_steps(push_run: Path, invoke) -
     assert frames.std() > 10  # a scene, not a blank frame
     # Recording changes no episode: the same results as without --video.
     assert payload["overall"] == json.loads(plain.stdout)["overall"]
+    # Episode lengths count env steps, as every other count does, not the 17 decisions.
+    assert payload["overall"]["mean_length"] == FETCH_STEPS
     assert result.stderr.strip().splitlines() == [f"mtgc: 1 video in {path.parent}: {path.name}"]
 
 

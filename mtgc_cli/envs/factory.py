@@ -224,6 +224,9 @@ def make_env(
         )
     else:
         env = _base_env(cfg, task)
+    # Inside the action repeat, so episode lengths and returns count env steps, as every other
+    # count does (a 50-step Fetch episode is 50 long at action_repeat 3, not 17 decisions).
+    env = Monitor(env, info_keywords=())
     if cfg.action_repeat > 1:
         env = ActionRepeat(env, cfg.action_repeat)
     env = SuccessInfo(env, key=cfg.success_key, latch=cfg.success_at == "any")
@@ -241,7 +244,6 @@ def make_env(
         if limit is None:
             raise UsageError(f"env.time_feature: {cfg.label} has no episode step limit to count down from")
         env = TimeFeatureWrapper(env, max_steps=-(-limit // cfg.action_repeat))
-    env = Monitor(env, info_keywords=())
     if seed is not None:
         env.reset(seed=seed)
         env.action_space.seed(seed)
