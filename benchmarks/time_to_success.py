@@ -11,8 +11,10 @@ Writes ``time_to_success.json`` and ``time_to_success.png`` (success against wal
 
 Runs go ``--parallel`` at a time. With 1 a run gets every core (torch's default threads); with
 more, each run is pinned to one core (``taskset``) with one torch thread, so runs never fight
-over threads; the table says which. Minutes are wall-clock from the run's start and include its
-evaluations (``minutes``), and without them (``train min``).
+over threads; the table says which. ``--cores 1`` pins the runs to the cores listed (one run per
+core at a time, one torch thread each), e.g. to leave core 0 to other work. Minutes are
+wall-clock from the run's start and include its evaluations (``minutes``), and without them
+(``train min``).
 """
 
 from __future__ import annotations
@@ -133,12 +135,12 @@ def read_outcome(job: Job) -> Outcome:
 def run_all(jobs: list[Job], args: argparse.Namespace) -> list[Outcome]:
     pending = list(jobs)
     running: list[Job] = []
-    free_cores = [str(core) for core in range(args.parallel)]
+    pinned = args.parallel > 1 or args.cores is not None
+    free_cores = args.cores.split(",") if args.cores else [str(core) for core in range(args.parallel)]
     budget = args.minutes * 60
     while pending or running:
         while pending and len(running) < args.parallel:
             job = pending.pop(0)
-            pinned = args.parallel > 1
             job.cores = free_cores.pop(0) if pinned else "all"
             start(job, args, pinned)
             running.append(job)
@@ -244,11 +246,21 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=10_000)
     parser.add_argument("--eval-episodes", type=int, default=100)
     parser.add_argument("--parallel", type=int, default=1, help="runs at once, one core each when > 1")
+    parser.add_argument(
+        "--cores",
+        help="comma-separated cores to pin runs to, one run per core at a time (e.g. 1: one run on core 1 "
+        "with one torch thread, leaving core 0 free); default: cores 0.. when --parallel > 1",
+    )
     parser.add_argument("--set", action="append", help="KEY=VALUE passed to every run")
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/time_to_success"))
     args = parser.parse_args()
     if args.parallel > (os.cpu_count() or 1):
         parser.error(f"--parallel {args.parallel} exceeds the {os.cpu_count()} cores")
+    if args.cores is not None:
+        cores = args.cores.split(",")
+        if not all(c.isdigit() and int(c) < (os.cpu_count() or 1) for c in cores):
+            parser.error(f"--cores {args.cores}: give core numbers below {os.cpu_count()}, comma-separated")
+        args.parallel = len(cores)
     presets = [args.preset, *[p for p in args.also.split(",") if p]]
     seeds = [int(s) for s in args.seeds.split(",")]
     stamp = time.strftime("%Y%m%dT%H%M%S")
