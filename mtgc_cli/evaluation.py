@@ -9,7 +9,8 @@ whether any step of the episode succeeded (Meta-World's measure). Returns come f
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,11 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 
 from mtgc_cli.algos import algo_class
 from mtgc_cli.envs.factory import make_vec_env, normalize
+from mtgc_cli.envs.task_encoding import Rewording, TaskEncoding, rewordings
 from mtgc_cli.envs.wrappers import MissingSuccessKey
 from mtgc_cli.errors import UsageError
 from mtgc_cli.presets import RunConfig
-from mtgc_cli.runs import SavedRun, open_run
+from mtgc_cli.runs import SavedRun, open_run, read_task_encoding
 from mtgc_cli.seeding import Stream
 
 MAX_EVAL_SLOTS = 10
@@ -100,8 +102,12 @@ def make_eval_env(
     seed: int,
     stream: Stream = Stream.EVAL,
     stats: Path | None = None,
+    encoding: TaskEncoding | None = None,
 ) -> tuple[VecEnv, list[int]]:
-    """Eval envs seeded from ``(seed, stream)``, with the run's own task set (``train.seed``)."""
+    """Eval envs seeded from ``(seed, stream)``, with the run's own task set (``train.seed``).
+
+    ``encoding``: the task vectors to show the policy (default: the preset's).
+    """
     n_tasks = len(config.env.task_labels)
     slot_tasks, counts = slot_plan(n_tasks, episodes_per_task)
     env = make_vec_env(
@@ -110,6 +116,7 @@ def make_eval_env(
         stream=stream,
         task_set_seed=config.train.seed,
         slot_tasks=slot_tasks,
+        encoding=encoding,
     )
     return normalize(env, config.env, training=False, stats=stats), counts
 
@@ -200,18 +207,44 @@ class LoadedModel:
     model: BaseAlgorithm
     env: VecEnv
     counts: list[int]
+    rewordings: list[Rewording] = field(default_factory=list)
+    """The tasks evaluated with a new description (``task_descriptions``)."""
 
 
-def load_for_eval(target: Path, episodes_per_task: int, seed: int) -> LoadedModel:
-    """A saved model with its config and normalisation statistics, on fresh eval envs."""
+def load_for_eval(
+    target: Path, episodes_per_task: int, seed: int, task_descriptions: Mapping[str, str] | None = None
+) -> LoadedModel:
+    """A saved model with its config, normalisation statistics and task vectors, on fresh eval envs.
+
+    ``task_descriptions`` (task -> new wording) evaluates a language run's tasks under new
+    descriptions: each task keeps its own reward and goals, and its observations carry the new
+    wording's embedding instead of the trained one (a zero-shot paraphrase test).
+
+    Raises:
+        UsageError: a bad run folder or model; ``task_descriptions`` for a run that is not a
+            language run, or naming an unknown task, or an empty description.
+    """
     saved = open_run(target)
     config = saved.config
+    encoding = read_task_encoding(saved.run_dir, config)
+    changed: list[Rewording] = []
+    if task_descriptions:
+        if encoding is None:
+            kind = config.env.task_encoding if config.env.is_multitask else "no task id (a single-task env)"
+            raise UsageError(
+                f"--task-description needs a run trained with env.task_encoding language; {saved.run_dir} "
+                f"has {kind}; valid: a language run (mtgc train ... --set env.task_encoding=language)"
+            )
+        reworded = encoding.reworded(task_descriptions)
+        changed = rewordings(encoding, reworded)
+        encoding = reworded
     env, counts = make_eval_env(
         config,
         episodes_per_task,
         seed,
         stream=Stream.EVAL_COMMAND,
         stats=saved.stats if config.env.normalize else None,
+        encoding=encoding,
     )
     try:
         # HER-style buffers need the env at load time; a 1-slot buffer, since eval never trains.
@@ -222,4 +255,4 @@ def load_for_eval(target: Path, episodes_per_task: int, seed: int) -> LoadedMode
         raise UsageError(
             f"{saved.model}: not a loadable {config.algo.name} model (corrupt or wrong file): {detail}"
         ) from exc
-    return LoadedModel(saved=saved, model=model, env=env, counts=counts)
+    return LoadedModel(saved=saved, model=model, env=env, counts=counts, rewordings=changed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -23,19 +24,52 @@ def eval_command(
     ] = 100,
     seed: Annotated[int, typer.Option(help="Seed of the evaluation envs.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
+    task_descriptions: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--task-description",
+            metavar="TASK=TEXT",
+            help="Language runs: evaluate TASK (its own reward and goals) with the policy told TEXT "
+            "instead of the trained description, e.g. east='go right'. Repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """Evaluate a saved model: success with a 95% interval, return, final goal distance, length."""
     if episodes <= 0:
         raise UsageError(f"--episodes must be a positive number, got {episodes}")
     from mtgc_cli.evaluation import evaluate, load_for_eval
 
-    loaded = load_for_eval(target, episodes, seed)
+    rewording = _parse_descriptions(task_descriptions or [])
+    loaded = load_for_eval(target, episodes, seed, task_descriptions=rewording)
+    for change in loaded.rewordings:
+        typer.echo(change.line(), err=True)
     try:
         result = evaluate(loaded.model, loaded.env, loaded.counts, loaded.saved.config.env.task_labels)
     finally:
         loaded.env.close()
     if as_json:
         payload = {"model": str(loaded.saved.model), "episodes": episodes, "seed": seed, **result.to_dict()}
+        if loaded.rewordings:
+            payload["task_descriptions"] = [asdict(change) for change in loaded.rewordings]
         typer.echo(json.dumps(payload, indent=2))
     else:
         stdout.print(eval_table(result, f"{loaded.saved.model} ({episodes} episodes, seed {seed})"))
+
+
+def _parse_descriptions(items: list[str]) -> dict[str, str]:
+    """``["east=go right"]`` -> ``{"east": "go right"}``."""
+    parsed: dict[str, str] = {}
+    for item in items:
+        task, sep, text = item.partition("=")
+        if not sep or not task.strip():
+            raise UsageError(
+                f"--task-description {item!r}: expected TASK=TEXT; "
+                "valid: e.g. --task-description east='go right'"
+            )
+        if not text.strip():
+            raise UsageError(
+                f"--task-description {item!r}: the description of task '{task.strip()}' is empty; "
+                "valid: a non-empty sentence"
+            )
+        parsed[task.strip()] = text
+    return parsed
