@@ -12,8 +12,9 @@ set of paraphrases below in turn, every task keeping its own reward and goals (z
 Prints, per run: final eval success per task (``train.eval_episodes`` each) and the first eval at
 which every task was at or above 0.9; then, per language run, a row per task and wording: the
 wording's cosine similarity to the trained description, the task whose trained description is
-nearest, and success over ``--episodes`` episodes with its 95% Wilson interval. Runs are kept
-under ``--root`` (default ./bench-paraphrase).
+nearest, success over ``--episodes`` episodes with its 95% Wilson interval and, for point-tasks,
+where the point ends: the median distance to the task's own target and the target it ends nearest.
+Runs are kept under ``--root`` (default ./bench-paraphrase).
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ import argparse
 import csv
 from pathlib import Path
 
+import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
 
 from mtgc_cli import presets, runs, training
-from mtgc_cli.evaluation import evaluate, load_for_eval
+from mtgc_cli.evaluation import LoadedModel, evaluate, load_for_eval
 
 # Per env, per task: wordings the policy never saw, from close to far from the trained one.
 PARAPHRASES: dict[str, dict[str, tuple[str, ...]]] = {
@@ -82,6 +84,36 @@ def learning_row(run_dir: Path) -> list[str]:
     ]
 
 
+def where_it_ends(loaded: LoadedModel, tasks: list[str]) -> dict[str, str]:
+    """Point-tasks: per task, the median final distance to its own target and the nearest target.
+
+    One episode per eval slot (deterministic policy), from the eval envs' next starts.
+    """
+    env = loaded.env
+    if not env.has_attr("targets"):
+        return {}
+    targets = env.get_attr("targets", indices=[0])[0]
+    finals: dict[int, list[np.ndarray]] = {}
+    obs = env.reset()
+    ended = np.zeros(env.num_envs, dtype=bool)
+    while not ended.all():
+        actions, _ = loaded.model.predict(obs, deterministic=True)  # type: ignore[arg-type]
+        obs, _, dones, infos = env.step(actions)
+        for slot in np.flatnonzero(dones & ~ended):
+            finals.setdefault(int(infos[slot]["task"]), []).append(
+                infos[slot]["terminal_observation"]["observation"]
+            )
+        ended |= dones
+    found = {}
+    for task, positions in finals.items():
+        distances = np.linalg.norm(
+            np.asarray(positions)[:, None] - targets[None], axis=-1
+        )  # (episodes, targets)
+        nearest = np.bincount(distances.argmin(axis=1), minlength=len(tasks)).argmax()
+        found[tasks[task]] = f"{np.median(distances[:, task]):.2f}, nearest {tasks[nearest]}"
+    return found
+
+
 def paraphrase_rows(run_dir: Path, episodes: int) -> list[list[str]]:
     config = runs.open_run(run_dir).config
     table = PARAPHRASES.get(str(config.env.id), {})
@@ -95,6 +127,7 @@ def paraphrase_rows(run_dir: Path, episodes: int) -> list[list[str]]:
         loaded = load_for_eval(run_dir, episodes, seed=0, task_descriptions=wording or None)
         try:
             result = evaluate(loaded.model, loaded.env, loaded.counts, tasks)
+            ends = where_it_ends(loaded, tasks)
         finally:
             loaded.env.close()
         changes = {change.task: change for change in loaded.rewordings}
@@ -107,7 +140,7 @@ def paraphrase_rows(run_dir: Path, episodes: int) -> list[list[str]]:
             cosine = "1.00" if change is None else f"{change.cosine:.2f}"
             nearest = row.name if change is None else change.nearest
             success = f"{row.success:.2f} [{row.success_low:.2f}, {row.success_high:.2f}]"
-            results[row.name].append([row.name, text, cosine, nearest, success])
+            results[row.name].append([row.name, text, cosine, nearest, success, ends.get(row.name, "-")])
     return [line for task in tasks for line in results[task]]
 
 
@@ -151,7 +184,15 @@ def main() -> None:
         if runs.open_run(run_dir).config.env.task_encoding != "language":
             continue
         table = Table(title=f"{run_dir}: success under each wording ({args.episodes} episodes per task)")
-        for column in ("task", "wording", "cosine to trained", "nearest trained", "success [95% CI]"):
+        columns = (
+            "task",
+            "wording",
+            "cosine to trained",
+            "nearest trained",
+            "success [95% CI]",
+            "end: distance to own target, nearest",
+        )
+        for column in columns:
             table.add_column(column)
         for row in paraphrase_rows(run_dir, args.episodes):
             table.add_row(*row)
