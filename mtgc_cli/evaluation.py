@@ -9,7 +9,8 @@ whether any step of the episode succeeded (Meta-World's measure). Returns come f
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,10 +20,11 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 
 from mtgc_cli.algos import algo_class
 from mtgc_cli.envs.factory import make_vec_env, normalize
+from mtgc_cli.envs.task_encoding import Rewording, TaskEncoding, rewordings
 from mtgc_cli.envs.wrappers import MissingSuccessKey
 from mtgc_cli.errors import UsageError
 from mtgc_cli.presets import RunConfig
-from mtgc_cli.runs import SavedRun, open_run
+from mtgc_cli.runs import SavedRun, open_run, read_task_encoding
 from mtgc_cli.seeding import Stream
 
 if TYPE_CHECKING:
@@ -104,11 +106,13 @@ def make_eval_env(
     seed: int,
     stream: Stream = Stream.EVAL,
     stats: Path | None = None,
+    encoding: TaskEncoding | None = None,
     record: bool = False,
 ) -> tuple[VecEnv, list[int]]:
     """Eval envs seeded from ``(seed, stream)``, with the run's own task set (``train.seed``).
 
-    ``record``: built to render frames, for videos (``mtgc_cli.video``).
+    ``encoding``: the task vectors to show the policy (default: the preset's). ``record``: built
+    to render frames, for videos (``mtgc_cli.video``).
     """
     n_tasks = len(config.env.task_labels)
     slot_tasks, counts = slot_plan(n_tasks, episodes_per_task)
@@ -118,6 +122,7 @@ def make_eval_env(
         stream=stream,
         task_set_seed=config.train.seed,
         slot_tasks=slot_tasks,
+        encoding=encoding,
         record=record,
     )
     return normalize(env, config.env, training=False, stats=stats), counts
@@ -230,13 +235,28 @@ class LoadedModel:
     counts: list[int]
     records: bool = False  # the eval envs render frames for videos
     video_problem: str | None = None  # why they do not, when videos were asked for
+    rewordings: list[Rewording] = field(default_factory=list)
+    """The tasks evaluated with a new description (``task_descriptions``)."""
 
 
-def load_for_eval(target: Path, episodes_per_task: int, seed: int, video: bool = False) -> LoadedModel:
-    """A saved model with its config and normalisation statistics, on fresh eval envs.
+def load_for_eval(
+    target: Path,
+    episodes_per_task: int,
+    seed: int,
+    task_descriptions: Mapping[str, str] | None = None,
+    video: bool = False,
+) -> LoadedModel:
+    """A saved model with its config, normalisation statistics and task vectors, on fresh eval envs.
 
+    ``task_descriptions`` (task -> new wording) evaluates a language run's tasks under new
+    descriptions: each task keeps its own reward and goals, and its observations carry the new
+    wording's embedding instead of the trained one (a zero-shot paraphrase test).
     ``video``: the eval envs render frames, unless the env cannot render (``video_problem`` says
     why, and the evaluation goes on without videos).
+
+    Raises:
+        UsageError: a bad run folder or model; ``task_descriptions`` for a run that is not a
+            language run, or naming an unknown task, or an empty description.
     """
     saved = open_run(target)
     config = saved.config
@@ -246,12 +266,25 @@ def load_for_eval(target: Path, episodes_per_task: int, seed: int, video: bool =
 
         video_problem = render_problem(config.env)
     records = video and video_problem is None
+    encoding = read_task_encoding(saved.run_dir, config)
+    changed: list[Rewording] = []
+    if task_descriptions:
+        if encoding is None:
+            kind = config.env.task_encoding if config.env.is_multitask else "no task id (a single-task env)"
+            raise UsageError(
+                f"--task-description needs a run trained with env.task_encoding language; {saved.run_dir} "
+                f"has {kind}; valid: a language run (mtgc train ... --set env.task_encoding=language)"
+            )
+        reworded = encoding.reworded(task_descriptions)
+        changed = rewordings(encoding, reworded)
+        encoding = reworded
     env, counts = make_eval_env(
         config,
         episodes_per_task,
         seed,
         stream=Stream.EVAL_COMMAND,
         stats=saved.stats if config.env.normalize else None,
+        encoding=encoding,
         record=records,
     )
     try:
@@ -264,5 +297,11 @@ def load_for_eval(target: Path, episodes_per_task: int, seed: int, video: bool =
             f"{saved.model}: not a loadable {config.algo.name} model (corrupt or wrong file): {detail}"
         ) from exc
     return LoadedModel(
-        saved=saved, model=model, env=env, counts=counts, records=records, video_problem=video_problem
+        saved=saved,
+        model=model,
+        env=env,
+        counts=counts,
+        records=records,
+        video_problem=video_problem,
+        rewordings=changed,
     )

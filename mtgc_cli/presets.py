@@ -69,6 +69,12 @@ class EnvConfig(_Section):
     success_at: Literal["end", "any"] = "end"
     tasks: list[TaskConfig] | None = None
     task_sampling: Literal["uniform", "per-slot"] = "uniform"
+    # What tells the policy the task (z_i under the observation's "task" key): a one-hot, or the
+    # embedding of a sentence describing the task (mtgc_cli/envs/task_encoding.py).
+    task_encoding: Literal["onehot", "language"] = "onehot"
+    # Task label -> description, for the language encoding; named tasks of mtgc's envs have their
+    # own (PointTasks, FetchTasks), which these replace.
+    task_descriptions: dict[str, str] = Field(default_factory=dict)
     # Each policy action is applied for this many env steps (a decision every k steps): fewer,
     # longer decisions shorten the horizon that credit must travel, and fewer gradient steps
     # per env step at one update per decision. Episode length in env steps is unchanged.
@@ -103,6 +109,24 @@ class EnvConfig(_Section):
             labels = [task.label for task in self.tasks]
             if len(set(labels)) != len(labels):
                 raise ValueError(f"env.tasks has duplicate names: {labels}")
+        if self.task_encoding != "onehot" and self.tasks is None:
+            raise ValueError(
+                f"env.task_encoding '{self.task_encoding}' needs a multi-task env (env.tasks); "
+                "valid here: onehot (the default; a single-task env has no task id)"
+            )
+        unknown = [name for name in self.task_descriptions if name not in self.task_labels]
+        if unknown:
+            valid = self.task_labels
+            raise ValueError(
+                f"env.task_descriptions has no task '{unknown[0]}'{_suggest(unknown[0], valid)}; "
+                f"valid: {', '.join(valid) or 'none (a single-task env)'}"
+            )
+        for name, text in self.task_descriptions.items():
+            if not text.strip():
+                raise ValueError(
+                    f"env.task_descriptions: the description of task '{name}' is empty; "
+                    "valid: a non-empty sentence"
+                )
         return self
 
     @property

@@ -6,6 +6,7 @@
         config.yaml          the fully resolved RunConfig (train.timesteps: the latest total)
         command.txt          the command line that started the run, then each resume's
         versions.json        python, mtgc, sb3, gymnasium, mujoco, torch
+        task_encoding.json   language runs: each task's description and its embedding, as trained
         model.zip            the last model        vecnormalize.pkl       its statistics
         best_model.zip       the best model, chosen on re-evaluations (best_vecnormalize.pkl)
         checkpoints/step_<N>/  whole checkpoints at N env steps (mtgc_cli/checkpoint.py): model.zip
@@ -37,6 +38,7 @@ from typing import Any
 import yaml
 
 from mtgc_cli import __version__
+from mtgc_cli.envs.task_encoding import TaskEncoding
 from mtgc_cli.errors import UsageError
 from mtgc_cli.presets import RunConfig, validate
 
@@ -49,6 +51,7 @@ PROGRESS = "progress.csv"
 SUMMARY = "summary.json"
 CHECKPOINTS = "checkpoints"
 VIDEOS = "videos"
+TASK_ENCODING = "task_encoding.json"
 
 # wall_seconds includes evaluation; eval_seconds is how much of it went to evaluating, so training
 # time is their difference. gradient_steps counts the learner's updates (SB3's n_updates).
@@ -165,6 +168,17 @@ def eval_video_dir(saved: SavedRun, seed: int) -> Path:
     model = saved.model
     name = model.parent.name if model.parent.parent.name == CHECKPOINTS else model.stem
     return saved.run_dir / VIDEOS / f"eval-{name}-s{seed}"
+
+
+def read_task_encoding(run_dir: Path, config: RunConfig) -> TaskEncoding | None:
+    """The task vectors a language run was trained with (None for other runs: one-hots are rebuilt).
+
+    Raises:
+        UsageError: a language run whose task_encoding.json is missing or unreadable.
+    """
+    if config.env.task_encoding != "language":
+        return None
+    return TaskEncoding.load(run_dir / TASK_ENCODING)
 
 
 def stats_path_for(model: Path) -> Path:

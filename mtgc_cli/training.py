@@ -25,7 +25,8 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize, sync_envs_nor
 from mtgc_cli import checkpoint, runs
 from mtgc_cli.algos import make_model
 from mtgc_cli.console import Snapshot, warn
-from mtgc_cli.envs.factory import make_vec_env, normalize
+from mtgc_cli.envs.factory import make_vec_env, normalize, task_encoding_for
+from mtgc_cli.envs.task_encoding import TaskEncoding
 from mtgc_cli.errors import RunFailed
 from mtgc_cli.evaluation import EvalResult, check_success_signal, evaluate, make_eval_env
 from mtgc_cli.features import clipped_extractor
@@ -47,6 +48,8 @@ class Setup:
     eval_counts: list[int]
     model: BaseAlgorithm
     records: bool = False  # the eval envs render frames (train.video_every)
+    encoding: TaskEncoding | None = None
+    """The task vectors of a multi-task run (saved in the run folder for a language encoding)."""
 
     def close(self) -> None:
         self.env.close()
@@ -69,8 +72,12 @@ def _algo_with_input_clip(config: RunConfig, env: VecEnv) -> AlgoConfig:
     return AlgoConfig.model_validate({**algo.model_dump(), "policy_kwargs": policy_kwargs})
 
 
-def prepare(config: RunConfig) -> Setup:
-    """Build envs, replay buffer and model; any bad input raises before anything is written."""
+def prepare(config: RunConfig, encoding: TaskEncoding | None = None) -> Setup:
+    """Build envs, replay buffer and model; any bad input raises before anything is written.
+
+    ``encoding``: the task vectors a resumed run was trained with (default: the preset's, embedded
+    once here for a language encoding and shared by the training and evaluation envs).
+    """
     seed = config.train.seed
     records = False
     if config.train.video_every is not None:
@@ -81,7 +88,11 @@ def prepare(config: RunConfig) -> Setup:
         if problem is not None:
             warn(f"{problem}; training goes on without videos (train.video_every)")
         records = problem is None
-    env = normalize(make_vec_env(config.env, seed=seed, stream=Stream.TRAIN), config.env, training=True)
+    if config.env.is_multitask and encoding is None:
+        encoding = task_encoding_for(config.env)
+    env = normalize(
+        make_vec_env(config.env, seed=seed, stream=Stream.TRAIN, encoding=encoding), config.env, training=True
+    )
     try:
         buffer_class, buffer_kwargs = replay_setup(config, env)
         model = make_model(
@@ -98,7 +109,12 @@ def prepare(config: RunConfig) -> Setup:
         env.unwrapped._reset_seeds()  # type: ignore[attr-defined]
         # Evaluation runs on separate envs with their own seeds, so it never disturbs training.
         eval_env, counts = make_eval_env(
-            config, config.train.eval_episodes, seed=seed, stream=Stream.EVAL, record=records
+            config,
+            config.train.eval_episodes,
+            seed=seed,
+            stream=Stream.EVAL,
+            encoding=encoding,
+            record=records,
         )
         try:
             check_success_signal(eval_env, config)
@@ -108,7 +124,15 @@ def prepare(config: RunConfig) -> Setup:
     except BaseException:
         env.close()
         raise
-    return Setup(config=config, env=env, eval_env=eval_env, eval_counts=counts, model=model, records=records)
+    return Setup(
+        config=config,
+        env=env,
+        eval_env=eval_env,
+        eval_counts=counts,
+        model=model,
+        records=records,
+        encoding=encoding,
+    )
 
 
 def save_model(model: BaseAlgorithm, model_path: Path) -> None:
@@ -560,6 +584,8 @@ def run(
     run_dir = run_dir or runs.new_run_dir(root, setup.config)
     try:
         runs.write_run_files(run_dir, setup.config, command)
+        if setup.encoding is not None and setup.encoding.kind == "language":
+            setup.encoding.save(run_dir / runs.TASK_ENCODING)
         return train(setup, run_dir, report, stop)
     except BaseException:
         runs.remove_unfinished(run_dir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -34,6 +35,15 @@ def eval_command(
     video_episodes: Annotated[
         int, typer.Option("--video-episodes", help="Episodes per task recorded with --video.")
     ] = 3,
+    task_descriptions: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--task-description",
+            metavar="TASK=TEXT",
+            help="Language runs: evaluate TASK (its own reward and goals) with the policy told TEXT "
+            "instead of the trained description, e.g. east='go right'. Repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """Evaluate a saved model: success with a 95% interval, return, final goal distance, length."""
     if episodes <= 0:
@@ -44,10 +54,13 @@ def eval_command(
     from mtgc_cli.evaluation import evaluate, load_for_eval
     from mtgc_cli.video import EvalVideos, prefer_offscreen_gl
 
+    rewording = _parse_descriptions(task_descriptions or [])
     if video:
         prefer_offscreen_gl()  # before the env is built and MuJoCo imported
-    loaded = load_for_eval(target, episodes, seed, video=video)
+    loaded = load_for_eval(target, episodes, seed, task_descriptions=rewording, video=video)
     config = loaded.saved.config
+    for change in loaded.rewordings:
+        typer.echo(change.line(), err=True)
     if loaded.video_problem:
         warn(f"{loaded.video_problem}; evaluating without videos")
     recorder = None
@@ -72,6 +85,27 @@ def eval_command(
         payload = {"model": str(loaded.saved.model), "episodes": episodes, "seed": seed, **result.to_dict()}
         if video:
             payload["videos"] = [v.to_dict() for v in recorder.videos] if recorder else []
+        if loaded.rewordings:
+            payload["task_descriptions"] = [asdict(change) for change in loaded.rewordings]
         typer.echo(json.dumps(payload, indent=2))
     else:
         stdout.print(eval_table(result, f"{loaded.saved.model} ({episodes} episodes, seed {seed})"))
+
+
+def _parse_descriptions(items: list[str]) -> dict[str, str]:
+    """``["east=go right"]`` -> ``{"east": "go right"}``."""
+    parsed: dict[str, str] = {}
+    for item in items:
+        task, sep, text = item.partition("=")
+        if not sep or not task.strip():
+            raise UsageError(
+                f"--task-description {item!r}: expected TASK=TEXT; "
+                "valid: e.g. --task-description east='go right'"
+            )
+        if not text.strip():
+            raise UsageError(
+                f"--task-description {item!r}: the description of task '{task.strip()}' is empty; "
+                "valid: a non-empty sentence"
+            )
+        parsed[task.strip()] = text
+    return parsed

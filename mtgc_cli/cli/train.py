@@ -63,7 +63,8 @@ def train(
         assert preset is not None
         config = presets.load(preset, timesteps=timesteps, seed=seed, strategy=strategy, sets=sets or [])
     # Envs and model are built (and bad input reported) before anything is printed or written.
-    setup = training.prepare(config)
+    # A resumed language run keeps the task vectors it was trained with (saved in its folder).
+    setup = training.prepare(config, encoding=runs.read_task_encoding(resume, config) if resume else None)
     what = f"resuming {resume} at {plan.step:,} env steps" if plan else config.name
     stderr.print(
         f"[bold]mtgc train[/] {what}: {config.env.label}, {config.algo.name}, "

@@ -2,7 +2,8 @@
 
 One function turns an :class:`~mtgc_cli.presets.EnvConfig` into a SB3 ``VecEnv``: single-task goal
 envs, multi-task envs (named tasks of one scene, or separate envs switched per episode) with the
-task one-hot, success reporting, episode statistics and optional observation normalisation.
+task's vector (one-hot or language, ``task_encoding.py``), success reporting, episode statistics
+and optional observation normalisation.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from gymnasium.envs.registration import load_env_creator
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
 
+from mtgc_cli.envs import task_encoding
 from mtgc_cli.envs.registry import register_envs, split_module
-from mtgc_cli.envs.wrappers import ActionRepeat, DictObservation, SuccessInfo, TaskOneHot
+from mtgc_cli.envs.task_encoding import TaskEncoding
+from mtgc_cli.envs.wrappers import ActionRepeat, DictObservation, SuccessInfo, TaskObservation
 from mtgc_cli.errors import MtgcError, UsageError
 from mtgc_cli.presets import EnvConfig
 from mtgc_cli.seeding import Stream, derive, slot_seeds
@@ -204,14 +207,50 @@ def with_task_set_seed(cfg: EnvConfig, task_set_seed: int) -> EnvConfig:
     return cfg
 
 
+def task_encoding_for(cfg: EnvConfig, env: gym.Env | None = None) -> TaskEncoding:
+    """The task encoding of a multi-task env section: one-hot, or its tasks' descriptions embedded.
+
+    A description is the preset's (``env.task_descriptions``), else the env's own for its named
+    tasks (``task_descriptions`` of PointTasks and FetchTasks); ``env`` is a built env of ``cfg``
+    to read them from (one is built when it is needed and not given).
+
+    Raises:
+        UsageError: a task without a description, or any problem :func:`task_encoding.language`
+            reports (empty or repeated descriptions, the model not installed).
+    """
+    names = cfg.task_labels
+    if cfg.task_encoding == "onehot":
+        return task_encoding.one_hot(names)
+    own: dict[str, str] = {}
+    if cfg.tasks is not None and cfg.tasks[0].id is None and set(cfg.task_descriptions) != set(names):
+        probe = env if env is not None else _base_env(cfg, 0)
+        base = probe.unwrapped
+        own = dict(zip(getattr(base, "task_names", ()), getattr(base, "task_descriptions", ()), strict=False))
+        if env is None:
+            probe.close()
+    descriptions = {**own, **cfg.task_descriptions}
+    missing = [name for name in names if name not in descriptions]
+    if missing:
+        raise UsageError(
+            f"env.task_encoding 'language': no description for task {', '.join(map(repr, missing))}; "
+            f"valid: one per task in env.task_descriptions, e.g. {{{missing[0]}: 'what the task asks'}}"
+        )
+    return task_encoding.language(names, [descriptions[name] for name in names])
+
+
 def make_env(
-    cfg: EnvConfig, task: int | None = None, seed: int | None = None, record: bool = False
+    cfg: EnvConfig,
+    task: int | None = None,
+    seed: int | None = None,
+    encoding: TaskEncoding | None = None,
+    record: bool = False,
 ) -> gym.Env:
-    """One env with mtgc's wrappers (task one-hot, success key, goal distance, episode stats).
+    """One env with mtgc's wrappers (task vector, success key, goal distance, episode stats).
 
     ``seed`` seeds the env's own generator (goals, initial states) and its action space once, at
     construction; later resets continue that stream, so every episode differs and the sequence is
-    reproducible. ``record`` builds it with ``render_mode="rgb_array"`` and a
+    reproducible. ``encoding`` is the task encoding of a multi-task env (default: the preset's,
+    :func:`task_encoding_for`). ``record`` builds it with ``render_mode="rgb_array"`` and a
     :class:`~mtgc_cli.envs.recording.FrameRecorder` inside the action repeat (videos).
     """
     register_envs(*(i for i in [cfg.id, *(t.id for t in cfg.tasks or [])] if i))
@@ -234,7 +273,9 @@ def make_env(
         if isinstance(env.observation_space, spaces.Box):
             # The multi-task replay buffer keeps the task id under its own Dict key.
             env = DictObservation(env)
-        env = TaskOneHot(env, n_tasks=len(cfg.tasks), key=TASK_KEY)
+        if encoding is None:
+            encoding = task_encoding_for(cfg, env)
+        env = TaskObservation(env, encoding.vectors, key=TASK_KEY, bounds=encoding.bounds)
     env = GoalDistanceInfo(env)
     if cfg.time_feature:
         from sb3_contrib.common.wrappers import TimeFeatureWrapper
@@ -257,6 +298,7 @@ def make_vec_env(
     stream: Stream = Stream.TRAIN,
     task_set_seed: int | None = None,
     slot_tasks: Sequence[int | None] | None = None,
+    encoding: TaskEncoding | None = None,
     record: bool = False,
 ) -> VecEnv:
     """``cfg.n_envs`` envs (or one per entry of ``slot_tasks``, each with that task fixed).
@@ -265,7 +307,11 @@ def make_vec_env(
     and runs with different seeds, draw independent goals. ``task_set_seed`` (default ``seed``) is
     the run's seed, which fixes envs' task variations the same way for training and evaluation.
     ``record``: every slot can render frames for videos (see :func:`make_env`).
+    ``encoding``: the task vectors of a multi-task env (default: the preset's, resolved here once
+    so that worker processes do not each load the sentence encoder).
     """
+    if cfg.tasks is not None and encoding is None:
+        encoding = task_encoding_for(cfg)
     if slot_tasks is None:
         if cfg.tasks is not None and cfg.task_sampling == "per-slot":
             slot_tasks = [i % len(cfg.tasks) for i in range(cfg.n_envs)]
@@ -274,14 +320,14 @@ def make_vec_env(
     cfg = with_task_set_seed(cfg, derive(seed if task_set_seed is None else task_set_seed, Stream.TASK_SET))
     seeds = slot_seeds(seed, stream, len(slot_tasks))
     fns = [
-        functools.partial(make_env, cfg, task, seed=slot_seed, record=record)
+        functools.partial(make_env, cfg, task, seed=slot_seed, encoding=encoding, record=record)
         for task, slot_seed in zip(slot_tasks, seeds, strict=True)
     ]
     vec: VecEnv
     if cfg.vec_env == "subproc" and len(fns) > 1:
         # Build one env here first so bad ids and kwargs fail with a clear message in this
         # process rather than as a worker's traceback.
-        make_env(cfg, slot_tasks[0]).close()
+        make_env(cfg, slot_tasks[0], encoding=encoding).close()
         vec = SubprocVecEnv(fns, start_method="forkserver")
     else:
         vec = DummyVecEnv(fns)
@@ -304,7 +350,8 @@ def normalize(vec: VecEnv, cfg: EnvConfig, *, training: bool, stats: Path | None
         return loaded
     keys = None
     if isinstance(vec.observation_space, spaces.Dict):
-        # The one-hot task id and binary observations are already on a unit scale.
+        # The task vector (a one-hot or a unit-norm embedding) and binary observations are
+        # already on a unit scale; a reworded task's vector must reach the policy unchanged.
         keys = [
             key
             for key, space in vec.observation_space.spaces.items()

@@ -39,10 +39,17 @@ import numpy as np
 from gymnasium.utils.ezpickle import EzPickle
 from gymnasium_robotics.envs.fetch.pick_and_place import MujocoFetchPickAndPlaceEnv
 
-__all__ = ["FETCH_TASKS", "FetchTasksEnv"]
+__all__ = ["FETCH_TASKS", "FETCH_TASK_DESCRIPTIONS", "FetchTasksEnv"]
 
 FETCH_TASKS: tuple[str, ...] = ("reach", "push", "lift")
 """The available task names, in their default order."""
+
+FETCH_TASK_DESCRIPTIONS: dict[str, str] = {
+    "reach": "move the gripper to the target",
+    "push": "push the block to the target on the table",
+    "lift": "lift the block up to the target in the air",
+}
+"""What each task asks, in words: the sentence a language task encoding embeds."""
 
 # Where each task's achieved goal starts in the 25-dim observation: gripper xyz or block xyz.
 _ACHIEVED_GOAL_START = {"reach": 0, "push": 3, "lift": 3}
@@ -111,6 +118,7 @@ class FetchTasksEnv(MujocoFetchPickAndPlaceEnv):
 
         # Set before the parent constructor: it calls _get_obs, which needs the current task.
         self.task_names: tuple[str, ...] = task_names
+        self.task_descriptions: tuple[str, ...] = tuple(FETCH_TASK_DESCRIPTIONS[n] for n in task_names)
         self.shares_dynamics: bool = True
         self.fixed_task = task
         self.task: int = 0 if task is None else int(task)

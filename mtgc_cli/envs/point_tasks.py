@@ -18,6 +18,13 @@ __all__ = ["PointTasksEnv"]
 _COMPASS_NAMES = ("east", "north", "west", "south")
 
 
+def _description(name: str, angle: float) -> str:
+    """What a task asks, in words: the sentence a language task encoding embeds."""
+    if name in _COMPASS_NAMES:
+        return f"move to the {name} target"
+    return f"move to the target at {round(float(np.degrees(angle)))} degrees"
+
+
 def _distance(pos: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Euclidean distance over the last axis: (..., 2), (..., 2) -> (...).
 
@@ -34,7 +41,8 @@ class PointTasksEnv(gym.Env):
     - Observation: ``Dict({"observation": Box(-1, 1, (2,), float32)})``, the position only; the task
       is not in the observation (wrap with ``TaskOneHot`` to show it to the policy).
     - Tasks: ``n_tasks`` targets evenly spaced on a circle of radius ``radius``, task ``k`` at angle
-      ``2 pi k / n_tasks`` (for 4 tasks: east, north, west, south).
+      ``2 pi k / n_tasks`` (for 4 tasks: east, north, west, south), each described in words in
+      ``task_descriptions`` ("move to the east target").
     - Reward for task ``k`` with ``d = ||pos' - target_k||``: sparse ``-(d > distance_threshold)``
       (0 or -1), dense ``-d``. ``info["is_success"] = float(d <= distance_threshold)``.
     - Episodes end by truncation after ``max_episode_steps`` steps (the env truncates itself, with
@@ -116,6 +124,7 @@ class PointTasksEnv(gym.Env):
         self.terminate_on_success = bool(terminate_on_success)
 
         self.task_names: tuple[str, ...] = all_names
+        self.task_descriptions: tuple[str, ...] = tuple(map(_description, all_names, angles))
         self.shares_dynamics: bool = True
         self.task: int = 0 if task is None else int(task)
 

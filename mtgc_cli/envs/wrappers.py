@@ -21,44 +21,55 @@ __all__ = [
     "GoalObservation",
     "MissingSuccessKey",
     "SuccessInfo",
+    "TaskObservation",
     "TaskOneHot",
 ]
 
 
-class TaskOneHot(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
-    """Append a one-hot encoding of the current task to the observation.
+class TaskObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+    """Append the current task's vector ``z_i`` (a one-hot, a sentence embedding) to the observation.
 
     The task index is read from ``info["task"]`` on every ``reset`` and ``step``, so the wrapped
     env decides which task is active and this wrapper only makes it visible to the policy.
 
-    - ``Dict`` observation space: a key ``key`` is added with ``Box(0, 1, (n_tasks,), float32)``.
-    - 1-D ``Box`` observation space: the one-hot is concatenated at the end; the result is a float32
-      ``Box`` of shape ``(obs_dim + n_tasks,)`` with bounds extended by 0 and 1.
+    - ``Dict`` observation space: a key ``key`` is added with ``Box(low, high, (dim,), float32)``.
+    - 1-D ``Box`` observation space: the vector is concatenated at the end; the result is a float32
+      ``Box`` of shape ``(obs_dim + dim,)`` with bounds extended by ``low`` and ``high``.
     """
 
-    def __init__(self, env: gym.Env, n_tasks: int, key: str = "task") -> None:
+    def __init__(
+        self,
+        env: gym.Env,
+        vectors: np.ndarray,
+        key: str = "task",
+        bounds: tuple[float, float] = (0.0, 1.0),
+    ) -> None:
         """Wrap ``env``.
 
         Args:
-            env: an env whose ``info`` carries an int ``"task"`` in ``[0, n_tasks)``.
-            n_tasks: length of the one-hot vector.
+            env: an env whose ``info`` carries an int ``"task"`` in ``[0, len(vectors))``.
+            vectors: (n_tasks, dim) row i is appended for task i (mtgc_cli.envs.task_encoding).
             key: the Dict key to add (ignored for Box observation spaces).
+            bounds: the space's bounds for every entry; they belong to the kind of encoding, not
+                to the values, so that envs with reworded tasks have the same space.
 
         Raises:
-            ValueError: ``n_tasks < 1``, or ``key`` is already in a Dict observation space.
+            ValueError: no rows, ``vectors`` not 2-D, or ``key`` already in a Dict observation space.
             TypeError: the observation space is neither a Dict nor a 1-D Box.
         """
-        gym.utils.RecordConstructorArgs.__init__(self, n_tasks=n_tasks, key=key)
+        gym.utils.RecordConstructorArgs.__init__(self, vectors=vectors, key=key, bounds=bounds)
         gym.ObservationWrapper.__init__(self, env)
-        if n_tasks < 1:
-            raise ValueError(f"n_tasks must be >= 1, got {n_tasks}")
-        self.n_tasks = n_tasks
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or len(vectors) < 1:
+            raise ValueError(f"vectors must be (n_tasks >= 1, dim), got shape {vectors.shape}")
+        self.n_tasks, dim = vectors.shape
         self.key = key
         self._task: int | None = None
-        # One preallocated one-hot per task: observation() only has to pick a row (copied on use).
-        self._one_hots = np.eye(n_tasks, dtype=np.float32)
+        # Read by the replay buffer (through the VecEnv), which keys transitions by task index.
+        self.task_vectors = vectors
 
-        task_space = spaces.Box(0.0, 1.0, shape=(n_tasks,), dtype=np.float32)
+        low, high = bounds
+        task_space = spaces.Box(low, high, shape=(dim,), dtype=np.float32)
         obs_space = env.observation_space
         if isinstance(obs_space, spaces.Dict):
             if key in obs_space.spaces:
@@ -69,14 +80,14 @@ class TaskOneHot(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
             self._is_dict = True
         elif isinstance(obs_space, spaces.Box) and len(obs_space.shape) == 1:
             self.observation_space = spaces.Box(
-                low=np.concatenate([obs_space.low.astype(np.float32), np.zeros(n_tasks, np.float32)]),
-                high=np.concatenate([obs_space.high.astype(np.float32), np.ones(n_tasks, np.float32)]),
+                low=np.concatenate([obs_space.low.astype(np.float32), np.full(dim, low, np.float32)]),
+                high=np.concatenate([obs_space.high.astype(np.float32), np.full(dim, high, np.float32)]),
                 dtype=np.float32,
             )
             self._is_dict = False
         else:
             raise TypeError(
-                f"TaskOneHot supports a Dict or a 1-D Box observation space, got {obs_space}; "
+                f"{type(self).__name__} supports a Dict or a 1-D Box observation space, got {obs_space}; "
                 "wrap a Box env in DictObservation or flatten it first."
             )
 
@@ -84,12 +95,14 @@ class TaskOneHot(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         """Return the validated task index from ``info``."""
         if "task" not in info:
             raise KeyError(
-                "TaskOneHot needs info['task'] from the wrapped env on every reset and step, "
+                f"{type(self).__name__} needs info['task'] from the wrapped env on every reset and step, "
                 f"but the info has only the keys {sorted(info)}."
             )
         task = int(info["task"])
         if not 0 <= task < self.n_tasks:
-            raise ValueError(f"info['task'] = {task} is outside [0, {self.n_tasks}) for this TaskOneHot.")
+            raise ValueError(
+                f"info['task'] = {task} is outside [0, {self.n_tasks}) for this {type(self).__name__}."
+            )
         return task
 
     def reset(
@@ -107,13 +120,30 @@ class TaskOneHot(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         return self.observation(obs), reward, terminated, truncated, info
 
     def observation(self, observation: Any) -> Any:
-        """Add the one-hot (n_tasks,) float32 to a dict observation, or concatenate it to a vector."""
+        """Add the task's (dim,) float32 vector to a dict observation, or concatenate it to a vector."""
         if self._task is None:
-            raise RuntimeError("TaskOneHot.observation() called before reset().")
-        one_hot = self._one_hots[self._task].copy()
+            raise RuntimeError(f"{type(self).__name__}.observation() called before reset().")
+        z = self.task_vectors[self._task].copy()
         if self._is_dict:
-            return {**observation, self.key: one_hot}
-        return np.concatenate([np.asarray(observation, dtype=np.float32), one_hot])
+            return {**observation, self.key: z}
+        return np.concatenate([np.asarray(observation, dtype=np.float32), z])
+
+
+class TaskOneHot(TaskObservation):
+    """:class:`TaskObservation` with the one-hot encoding: ``Box(0, 1, (n_tasks,))``."""
+
+    def __init__(self, env: gym.Env, n_tasks: int, key: str = "task") -> None:
+        """Wrap ``env``; ``n_tasks`` is the one-hot's length.
+
+        Raises:
+            ValueError: ``n_tasks < 1``, or ``key`` is already in a Dict observation space.
+            TypeError: the observation space is neither a Dict nor a 1-D Box.
+        """
+        # Recorded first (the first record is kept): env.spec rebuilds this class from its own arguments.
+        gym.utils.RecordConstructorArgs.__init__(self, n_tasks=n_tasks, key=key)
+        if n_tasks < 1:
+            raise ValueError(f"n_tasks must be >= 1, got {n_tasks}")
+        super().__init__(env, np.eye(n_tasks, dtype=np.float32), key=key)
 
 
 class GoalObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):

@@ -73,4 +73,7 @@ def replay_setup(config: RunConfig, env: VecEnv) -> tuple[type | None, dict[str,
         "n_sampled_goal": relabel.n_sampled_goal,
         "task_relabel": relabel.task,
         "task_fraction": relabel.task_fraction,
+        # The vectors the env appends (one-hot or language): the buffer reads task indices back
+        # from stored observations with them, and writes them when it relabels a row's task.
+        "task_vectors": base_attr(env, "task_vectors"),
     }

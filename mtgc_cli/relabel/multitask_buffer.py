@@ -17,7 +17,7 @@ changes how a minibatch is drawn (:meth:`MultiTaskReplayBuffer.plan_batch`):
    strictly higher than the return of the task it was collected for (ties between other tasks at
    random); a trajectory that its own task explains best keeps its task. Task j's return counts
    j's rewards, with the row's goal as task j sees it (the stored goal, or under HER the achieved
-   goal under j of the chosen state), up to j's first termination. The one-hot, the achieved
+   goal under j of the chosen state), up to j's first termination. The task vector, the achieved
    goals, the reward and the termination are recomputed with task j's functions from the stored
    states. This is only valid when the tasks share dynamics, which the env declares
    (``shares_dynamics``) and :func:`mtgc_cli.relabel.replay_setup` checks.
@@ -44,6 +44,8 @@ from gymnasium import spaces
 from stable_baselines3.common.type_aliases import DictReplayBufferSamples
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
+
+from mtgc_cli.envs.task_encoding import nearest_task
 
 GoalStrategy = Literal["none", "final", "future", "episode"]
 
@@ -130,7 +132,14 @@ class MultiTaskReplayBuffer(HerReplayBuffer):
         n_sampled_goal: int = 4,
         task_relabel: Literal["none", "random", "best"] = "none",
         task_fraction: float = 0.5,
+        task_vectors: np.ndarray | None = None,
     ):
+        """SB3's HER buffer arguments, then the multi-task ones (see the module doc).
+
+        ``task_vectors`` (n_tasks, dim) is the task encoding the env appends under ``task_key``
+        (``mtgc_cli.envs.task_encoding``; default: one-hots): a stored observation's task index is
+        the row its vector equals, and a row relabeled for task j gets row j.
+        """
         super().__init__(
             buffer_size,
             observation_space,
@@ -144,8 +153,16 @@ class MultiTaskReplayBuffer(HerReplayBuffer):
             goal_selection_strategy="future" if goal_strategy == "none" else goal_strategy,
         )
         if task_key not in observation_space.spaces:
-            raise ValueError(f"observation space has no '{task_key}' key for the task one-hot")
+            raise ValueError(f"observation space has no '{task_key}' key for the task vector")
         self.n_tasks = n_tasks
+        if task_vectors is None:
+            task_vectors = np.eye(n_tasks, dtype=np.float32)
+        self.task_vectors = np.asarray(task_vectors, dtype=np.float32)
+        if self.task_vectors.shape != (n_tasks, *observation_space.spaces[task_key].shape):
+            raise ValueError(
+                f"task_vectors of shape {self.task_vectors.shape} do not fit {n_tasks} tasks and the "
+                f"observation's '{task_key}' space {observation_space.spaces[task_key]}"
+            )
         self.task_key = task_key
         self.sampling = sampling
         self.goal_strategy = goal_strategy
@@ -165,6 +182,12 @@ class MultiTaskReplayBuffer(HerReplayBuffer):
         # Whether the env has task_terminated; looked up on first use (the env may be set later).
         self._env_has_task_terminated: bool | None = None
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        # Buffers pickled before task encodings existed held one-hots.
+        if "task_vectors" not in state:
+            self.task_vectors = np.eye(self.n_tasks, dtype=np.float32)
+
     # ------------------------------------------------------------------------------------------
     # Storing
 
@@ -178,7 +201,7 @@ class MultiTaskReplayBuffer(HerReplayBuffer):
         infos: list[dict[str, Any]],
     ) -> None:
         pos = self.pos
-        self.tasks[pos] = np.argmax(obs[self.task_key].reshape(self.n_envs, -1), axis=1)
+        self.tasks[pos] = nearest_task(obs[self.task_key].reshape(self.n_envs, -1), self.task_vectors)
         super().add(obs, next_obs, action, reward, done, infos)
         ended = np.flatnonzero(done)
         relabels = self.task_fraction > 0 or self.her_ratio > 0
@@ -304,7 +327,7 @@ class MultiTaskReplayBuffer(HerReplayBuffer):
         return BatchPlan(index, env, self.tasks[index, env], task, goal_from)
 
     def build_batch(self, plan: BatchPlan, env: VecNormalize | None = None) -> DictReplayBufferSamples:
-        """The minibatch of ``plan``: one-hot, achieved and desired goals, reward and done relabeled."""
+        """The minibatch of ``plan``: task vector, achieved and desired goals, reward and done relabeled."""
         index, env_index = plan.index, plan.env
         obs = {key: value[index, env_index].copy() for key, value in self.observations.items()}
         next_obs = {key: value[index, env_index].copy() for key, value in self.next_observations.items()}
@@ -313,9 +336,9 @@ class MultiTaskReplayBuffer(HerReplayBuffer):
 
         moved = plan.task != plan.source_task
         if moved.any():
-            one_hot = np.eye(self.n_tasks, dtype=np.float32)[plan.task[moved]]
-            obs[self.task_key][moved] = one_hot
-            next_obs[self.task_key][moved] = one_hot
+            vectors = self.task_vectors[plan.task[moved]]
+            obs[self.task_key][moved] = vectors
+            next_obs[self.task_key][moved] = vectors
             if self.has_goals:
                 for batch in (obs, next_obs):
                     batch["achieved_goal"][moved] = self._achieved_goal(
