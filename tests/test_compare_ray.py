@@ -41,6 +41,7 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, di
         **os.environ,
         "OMP_NUM_THREADS": "1",
         "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_worker_niceness": "0",  # workers at the tests' priority (Ray's default: 15 lower)
         # Token authentication with a token of this test's own: nothing else can use the cluster,
         # and no token in ~/.ray is read or written.
         "RAY_AUTH_MODE": "token",

@@ -30,7 +30,7 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -201,14 +201,25 @@ def _run_task(
     if not in_place and job.resume and files is None:
         return {"need_files": True}  # the driver sends the stopped run folder
     stop = StopRequest()
+    posted: list[Any] = []  # the last post, whose answer (stopping or not) is read at the next one
+    skipped: list[Snapshot] = []  # the newest snapshot not posted, sent when the run ends
 
     def report(snapshot: Snapshot) -> None:
-        try:
-            signum = ray.get(board.post.remote(snapshot), timeout=60)
-        except Exception:  # the driver is gone (its actor with it): stop with a checkpoint
-            signum = signal.SIGTERM
-        if signum is not None and stop.signum is None:
-            stop(signum, None)
+        # Never waits for the board: a blocking round trip every half second cost a contended core
+        # a large share of its training time.
+        skipped[:] = [snapshot]
+        if posted:
+            done, _ = ray.wait(posted, timeout=0)
+            if not done:
+                return  # the board is behind: this one waits for the next report or the end
+            try:
+                signum = ray.get(posted.pop())
+            except Exception:  # the driver is gone (its actor with it): stop with a checkpoint
+                signum = signal.SIGTERM
+            if signum is not None and stop.signum is None:
+                stop(signum, None)
+        posted.append(board.post.remote(snapshot))
+        skipped.clear()
 
     previous = os.getcwd()
     tmp: Path | None = None
@@ -227,6 +238,9 @@ def _run_task(
         error = str(exc) or type(exc).__name__
     finally:
         os.chdir(previous)
+    if skipped:  # the run's last snapshot (done, interrupted) reaches the view before the result
+        with suppress(Exception):
+            ray.get(board.post.remote(skipped[0]), timeout=30)
     if tmp is None:
         return {"error": error}
     try:
@@ -289,8 +303,11 @@ class RayBackend(Backend):
         ray = self.ray
         quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
         if self.address is None:
-            # A cluster for this command only: no dashboard, no usage report unless asked for.
+            # A cluster for this command only: no dashboard, no usage report unless asked for, and
+            # workers at this command's priority, as the local backend's are (Ray's default, +15,
+            # made a grid on a machine that also ran two trainings 3x slower than locally).
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+            os.environ.setdefault("RAY_worker_niceness", "0")
             ray.init(address="local", num_cpus=self.workers or LOCAL_CPUS, include_dashboard=False, **quiet)
         else:
             # A refused connection makes Ray's core log a line a second for 20 s: held, and shown
