@@ -37,7 +37,7 @@ from typing import Any
 from mtgc_cli import runs
 from mtgc_cli.backends import Backend, Event, Finished, Job, run_job
 from mtgc_cli.console import Snapshot
-from mtgc_cli.errors import UsageError
+from mtgc_cli.errors import RunFailed, UsageError
 
 INSTALL = "pip install 'mtgc[ray]' (in a checkout: pip install -e \".[ray]\")"
 ADDRESSES = "valid: a running cluster's head as host:port (what `ray start --head` prints), or auto"
@@ -308,7 +308,11 @@ class RayBackend(Backend):
             # made a grid on a machine that also ran two trainings 3x slower than locally).
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             os.environ.setdefault("RAY_worker_niceness", "0")
-            ray.init(address="local", num_cpus=self.workers or LOCAL_CPUS, include_dashboard=False, **quiet)
+            try:
+                cpus = self.workers or LOCAL_CPUS
+                ray.init(address="local", num_cpus=cpus, include_dashboard=False, **quiet)
+            except Exception as exc:  # no room in /dev/shm, a port taken, ...
+                raise RunFailed(f"could not start a local Ray cluster: {_message(exc)}") from exc
         else:
             # A refused connection makes Ray's core log a line a second for 20 s: held, and shown
             # only when the connection works after all.
