@@ -188,7 +188,7 @@ def test_bad_backend_options_are_one_line(invoke, tmp_path: Path) -> None:
     assert not (tmp_path / "runs").exists()
 
 
-def test_bad_or_unreachable_ray_address_is_one_line(invoke, tmp_path: Path) -> None:
+def test_bad_ray_options_are_one_line(invoke, tmp_path: Path) -> None:
     pytest.importorskip("ray")
     result = invoke(*GRID, "--backend", "ray", "--address", "headnode")
     assert result.exit_code == 2
@@ -197,4 +197,7 @@ def test_bad_or_unreachable_ray_address_is_one_line(invoke, tmp_path: Path) -> N
     assert result.exit_code == 2
     line = one_line(result.stderr)
     assert "no Ray cluster answers there" in line and "or auto" in line
+    result = invoke(*GRID, "--backend", "ray", "--gpus-per-cell", "1.5")
+    assert result.exit_code == 2
+    assert "a fraction of one GPU or a whole number; valid: 0" in one_line(result.stderr)
     assert not (tmp_path / "runs").exists()
