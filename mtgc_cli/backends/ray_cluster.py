@@ -224,8 +224,12 @@ def _run_task(
     previous = os.getcwd()
     tmp: Path | None = None
     if in_place:
-        run_dir = job.run_dir
-        os.chdir(cwd)  # relative paths in the config (a dataset's data_dir) mean what they mean locally
+        run_dir = job.run_dir  # relative to cwd, or absolute
+        # Relative paths in the config (a dataset's data_dir) mean what they mean to the driver;
+        # its directory may not be shared where only the runs' filesystem is (then run_dir is
+        # absolute).
+        if Path(cwd).is_dir():
+            os.chdir(cwd)
     else:
         tmp = Path(tempfile.mkdtemp(prefix="mtgc-cell-"))
         run_dir = tmp / job.name
@@ -405,6 +409,8 @@ class RayBackend(Backend):
         except Exception as exc:  # the task died: its worker crashed or was killed, a node was lost
             return [Finished(job.name, error=_message(exc))]
         if result.get("need_files"):
+            if self.stopping:
+                return [Finished(job.name, started=False)]
             # A stopped run on a node that does not see the compare folder: send it there.
             self.queued.appendleft((job, self.ray.put(pack(job.run_dir))))
             return []
