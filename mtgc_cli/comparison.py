@@ -1,23 +1,18 @@
-"""``mtgc compare``: a grid of relabel strategies x seeds, run in worker processes, then aggregated.
+"""``mtgc compare``: a grid of relabel strategies x seeds, run on a backend, then aggregated.
 
 Each grid cell is a normal run folder, ``runs/compare/<name>/<strategy>-s<seed>/``, so when the
 command is run again a cell that finished with the same config is skipped and a cell that was
-stopped (Ctrl-C, SIGTERM, a crash) goes on from its newest whole checkpoint. Workers
-use one torch thread each: two processes with torch's default thread count on two cores ran
-20-60x slower than one thread each.
+stopped (Ctrl-C, SIGTERM, a crash) goes on from its newest whole checkpoint. Where the cells run
+(processes on this machine, or a Ray cluster) is the backend's business (``backends/``); this
+module keeps the grid, the statistics and the plots.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import multiprocessing
-import os
-import queue
-import signal
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +20,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from mtgc_cli import presets, runs
+from mtgc_cli import backends, presets, runs
+from mtgc_cli.backends import Backend, Job
 from mtgc_cli.console import ProgressView, Snapshot, stderr
 from mtgc_cli.errors import RunFailed, UsageError
 from mtgc_cli.evaluation import wilson_interval
@@ -96,56 +92,32 @@ def cell_state(cell: Cell) -> str:
     return "new"
 
 
-# Set in each worker process by _worker_init: the queue progress goes to, and the stop request
-# its signal handlers record (for the worker's whole life, so that a signal between two runs, or
-# while one is being set up, is not lost).
-_progress: Any = None
-_stop: Any = None
-
-
-def _worker_init(progress: Any) -> None:
-    import torch
-
-    from mtgc_cli.training import StopRequest
-
-    global _progress, _stop
-    torch.set_num_threads(1)
-    _progress = progress
-    _stop = StopRequest()
-    _stop.install()
-
-
-def _run_cell(config_data: dict[str, Any], run_dir: str, command: list[str], resume: bool) -> dict[str, Any]:
-    """Runs in a worker process: one normal training run (or its resume), progress sent through a queue."""
-    from mtgc_cli import checkpoint, training
-    from mtgc_cli.console import warn
-
-    if _stop.signum is not None:
-        return {"status": "not started"}  # the grid is stopping
-    config = RunConfig.model_validate(config_data)
-    path = Path(run_dir)
-    if resume:
-        plan = checkpoint.plan_resume(path, config, extend=False)
-        return training.resume(
-            training.prepare(config), plan, report=_progress.put, command=command, stop=_stop, warn=warn
+def jobs(cells: list[Cell], states: dict[Path, str], command: list[str]) -> list[Job]:
+    """The cells not yet finished, as jobs for a backend."""
+    return [
+        Job(
+            name=cell.run_dir.name,
+            run_dir=cell.run_dir,
+            config=cell.config.model_dump(mode="json"),
+            command=[*command, f"# this run: --strategy {cell.strategy} --seed {cell.seed}"],
+            resume=states[cell.run_dir] == "resume",
         )
-    return training.run(
-        training.prepare(config), path.parent, report=_progress.put, run_dir=path, command=command, stop=_stop
-    )
+        for cell in cells
+        if states[cell.run_dir] != "done"
+    ]
 
 
 def run_grid(
-    cells: list[Cell], states: dict[Path, str], workers: int, view: ProgressView, command: list[str]
+    cells: list[Cell], states: dict[Path, str], backend: Backend, view: ProgressView, command: list[str]
 ) -> tuple[list[str], int | None]:
-    """Run the cells not yet finished, ``workers`` at a time.
+    """Run the cells not yet finished on ``backend`` (started), with the live view.
 
     Returns the failures' messages and the signal that stopped the grid (None if none did). On
-    SIGINT or SIGTERM the workers are told (SIGTERM), each running cell stops with a whole
-    checkpoint, queued cells do not start, and running the same command again goes on from there.
+    SIGINT or SIGTERM the backend is told: each running cell stops with a whole checkpoint,
+    queued cells do not start, and running the same command again goes on from there.
     """
     from mtgc_cli.training import StopRequest
 
-    todo = [cell for cell in cells if states[cell.run_dir] != "done"]
     for cell in cells:
         total = cell.config.train.timesteps
         if states[cell.run_dir] == "done":
@@ -153,63 +125,31 @@ def run_grid(
         else:
             status = "queued (resume)" if states[cell.run_dir] == "resume" else "queued"
             view.update(Snapshot(cell.run_dir.name, 0, total, status=status))
+    todo = jobs(cells, states, command)
     if not todo:
         return [], None
+    totals = {cell.run_dir.name: cell.config.train.timesteps for cell in cells}
     failures: list[str] = []
-    context = multiprocessing.get_context("spawn")
-    # A plain queue handed to each worker as it starts (no manager process: a SIGTERM to the whole
-    # process group would kill a manager, and every worker's next report with it).
-    progress = context.Queue()
     stop = StopRequest()
-    signalled: set[int] = set()
-    with (
-        stop.installed(),
-        ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=_worker_init, initargs=(progress,)
-        ) as pool,
-    ):
-        futures: dict[Future[dict[str, Any]], Cell] = {
-            pool.submit(
-                _run_cell,
-                cell.config.model_dump(mode="json"),
-                str(cell.run_dir),
-                [*command, f"# this run: --strategy {cell.strategy} --seed {cell.seed}"],
-                states[cell.run_dir] == "resume",
-            ): cell
-            for cell in todo
-        }
-        pending = set(futures)
+    with stop.installed():
+        for job in todo:
+            backend.submit(job)
+        pending = {job.name for job in todo}
         while pending:
             if stop.signum is not None:
-                for future in pending:
-                    future.cancel()  # those not yet handed to a worker
-                # Every worker saves and stops; a worker started late is told as it appears.
-                for child in multiprocessing.active_children():
-                    if child.pid is not None and child.pid not in signalled:
-                        signalled.add(child.pid)
-                        os.kill(child.pid, signal.SIGTERM)
-            _drain(progress, view)
-            for future in [f for f in pending if f.done()]:
-                pending.remove(future)
-                cell = futures[future]
-                if future.cancelled():
+                backend.stop(stop.signum)
+            for event in backend.poll(0.2):
+                if isinstance(event, Snapshot):
+                    view.update(event)
                     continue
-                try:
-                    future.result()
-                except Exception as exc:  # a worker's failure must not stop the other cells
-                    failures.append(f"{cell.run_dir.name}: {exc}")
-                    view.update(Snapshot(cell.run_dir.name, 0, cell.config.train.timesteps, status="failed"))
-            time.sleep(0.2)
-        _drain(progress, view)
+                pending.discard(event.name)
+                if event.error is not None:
+                    failures.append(f"{event.name}: {event.error}")
+                    view.update(Snapshot(event.name, 0, totals[event.name], status="failed"))
+        for event in backend.poll(0):  # the last progress sent before each cell ended
+            if isinstance(event, Snapshot):
+                view.update(event)
     return failures, stop.signum
-
-
-def _drain(progress: Any, view: ProgressView) -> None:
-    while True:
-        try:
-            view.update(progress.get_nowait())
-        except queue.Empty:
-            return
 
 
 # ---------------------------------------------------------------------------------------------
@@ -527,7 +467,8 @@ def write_outputs(
     rows: list[dict[str, Any]],
     per_run: list[dict[str, Any]],
     wall_seconds: float,
-    workers: int,
+    workers: int | None,
+    backend: dict[str, Any] | None = None,
 ) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "compare.json").write_text(
@@ -535,6 +476,7 @@ def write_outputs(
             {
                 "preset": preset,
                 "workers": workers,
+                "backend": backend or {"name": "local", "workers": workers},
                 "wall_seconds": round(wall_seconds, 2),
                 "baseline": rows[0]["baseline"] if rows else None,
                 "statistics": STATISTICS,
@@ -564,18 +506,27 @@ def compare(
     preset: str,
     strategies: list[str],
     n_seeds: int,
-    workers: int,
+    workers: int | None,
     root: Path,
     name: str | None = None,
     timesteps: int | None = None,
     sets: list[str] | None = None,
     command: list[str] | None = None,
     baseline: str | None = None,
+    backend: str = "local",
+    address: str | None = None,
+    gpus_per_cell: float = 0.0,
+    copy_back: bool = False,
 ) -> CompareResult:
-    """Run the grid and aggregate it; ``baseline`` (default: the first strategy) is the strategy
-    that every other one is compared with, seed by seed."""
-    if workers <= 0:
-        raise UsageError(f"--workers must be at least 1, got {workers}")
+    """Run the grid on ``backend`` and aggregate it; ``baseline`` (default: the first strategy) is
+    the strategy that every other one is compared with, seed by seed.
+
+    ``workers``: the local backend's processes (default 2), a local Ray cluster's CPUs (default
+    2), or at most this many cells at once on a running Ray cluster (``address``; default: as many
+    as its CPUs take).
+    """
+    # Ray missing, or an option of the other backend: one line before anything is built.
+    runner = backends.make(backend, workers, address, gpus_per_cell, copy_back)
     if baseline is not None and baseline not in strategies:
         raise UsageError(f"--baseline {baseline} is not among --strategies; valid: {', '.join(strategies)}")
     folder, cells = expand(preset, strategies, n_seeds, root, name, timesteps, sets)
@@ -584,22 +535,25 @@ def compare(
 
     for strategy in dict.fromkeys(cell.strategy for cell in cells):
         prepare(next(c for c in cells if c.strategy == strategy).config).close()
-    # Before anything runs or prints: a folder holding another config is an error, not overwritten.
-    states = {cell.run_dir: cell_state(cell) for cell in cells}
-    stderr.print(
-        f"[bold]mtgc compare[/] {cells[0].config.name}: {', '.join(strategies)} x {n_seeds} seeds, "
-        f"{len(cells)} runs, {workers} workers -> {folder}"
-    )
-    start = time.perf_counter()
-    view = ProgressView()
-    with view.live():
-        failures, stopped = run_grid(cells, states, workers, view, command or ["mtgc", "compare"])
-    wall = time.perf_counter() - start
+    # A cluster that cannot be reached is reported before any run folder is touched.
+    with runner.started(folder):
+        # Before anything runs or prints: a folder holding another config is an error, not overwritten.
+        states = {cell.run_dir: cell_state(cell) for cell in cells}
+        stderr.print(
+            f"[bold]mtgc compare[/] {cells[0].config.name}: {', '.join(strategies)} x {n_seeds} seeds, "
+            f"{len(cells)} runs, {runner.describe()} -> {folder}"
+        )
+        start = time.perf_counter()
+        view = ProgressView()
+        with view.live():
+            failures, stopped = run_grid(cells, states, runner, view, command or ["mtgc", "compare"])
+        wall = time.perf_counter() - start
     if stopped is not None:
         # Nothing is aggregated from a grid cut short; the same command goes on with it.
         return CompareResult(folder, [], wall, stopped)
     rows, per_run = aggregate(cells, baseline)
-    write_outputs(folder, cells[0].config.name, rows, per_run, wall, workers)
+    record = runner.record()
+    write_outputs(folder, cells[0].config.name, rows, per_run, wall, record.get("workers"), record)
     if failures:
         for failure in failures:
             stderr.print(f"failed: {failure}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import signal
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +15,11 @@ from mtgc_cli.cli.app import app, invocation
 from mtgc_cli.console import compare_table, stdout
 
 
+class BackendName(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
 @app.command()
 def compare(
     preset: options.Preset,
@@ -21,7 +27,14 @@ def compare(
         str, typer.Option(help="Comma-separated: none,final,future,episode,random-task,future+best-task, ...")
     ] = "none,future",
     seeds: Annotated[int, typer.Option(help="Seeds per strategy (the preset's seed, +1, ...).")] = 3,
-    workers: Annotated[int, typer.Option(help="Runs in parallel, one torch thread each.")] = 2,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Runs in parallel, one torch thread each (default 2). With --backend ray: the CPUs of "
+            "the local cluster mtgc starts; with --address: at most this many at once (default: as "
+            "many as the cluster's CPUs take)."
+        ),
+    ] = None,
     name: Annotated[
         str | None, typer.Option(help="Folder under runs/compare/ (default: the preset name).")
     ] = None,
@@ -32,6 +45,32 @@ def compare(
         str | None,
         typer.Option(help="Strategy the others are compared with, seed by seed (default: the first)."),
     ] = None,
+    backend: Annotated[
+        BackendName,
+        typer.Option(help="Where the runs go: local processes, or Ray tasks (pip install 'mtgc[ray]')."),
+    ] = BackendName.local,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="--backend ray: a running cluster's head, host:port (from `ray start --head`) or "
+            "auto; default: a local cluster for this command."
+        ),
+    ] = None,
+    gpus_per_cell: Annotated[
+        float,
+        typer.Option(
+            help="--backend ray: GPUs each run reserves (fractions share one). mtgc trains on the CPU; "
+            "this only steers scheduling."
+        ),
+    ] = 0.0,
+    copy_back: Annotated[
+        bool,
+        typer.Option(
+            "--copy-back",
+            help="--backend ray: write each run folder on its worker's disk and copy it back when the "
+            "run ends (default: only where a worker cannot see the compare folder).",
+        ),
+    ] = False,
 ) -> None:
     """Compare relabel strategies across seeds: table, compare.json, compare.csv, curves.png."""
     from mtgc_cli.comparison import compare as run_compare
@@ -48,6 +87,10 @@ def compare(
         sets or [],
         command=invocation(),
         baseline=baseline,
+        backend=backend.value,
+        address=address,
+        gpus_per_cell=gpus_per_cell,
+        copy_back=copy_back,
     )
     if result.stopped_by is not None:
         signame = signal.Signals(result.stopped_by).name
