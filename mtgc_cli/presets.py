@@ -39,6 +39,10 @@ class TaskConfig(_Section):
     name: str | None = None
     id: str | None = None
     kwargs: dict[str, Any] = Field(default_factory=dict)
+    # What the task asks, in words: embedded for env.task_encoding: language. Kept with the task,
+    # so that a preset whose tasks are overridden (--set env.tasks=...) keeps descriptions and
+    # tasks together; env.task_descriptions overrides it by task name.
+    description: str | None = None
 
     @model_validator(mode="after")
     def _name_or_id(self) -> TaskConfig:

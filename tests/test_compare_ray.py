@@ -106,12 +106,15 @@ def test_stopped_ray_grid_resumes_from_copies_on_a_local_cluster(
     ray_head: tuple[str, dict[str, str]], tmp_path: Path
 ) -> None:
     address, env = ray_head
+    # Long enough that neither cell can finish while the other is still short of its first
+    # checkpoint, even when both share one busy core.
+    total = 2000
     settings = [
         "--set", "env.kwargs.n_bits=4", "--set", "algo.learning_starts=100", "--set", "algo.buffer_size=2000",
         "--set", "algo.policy_kwargs.net_arch=[32]", "--set", "train.eval_every=200",
         "--set", "train.eval_episodes=10", "--set", "train.checkpoint_every=200",
     ]  # fmt: skip
-    args = ["compare", "--preset", "bit-flip", "--timesteps", "600", *settings, "--runs-dir", "runs"]
+    args = ["compare", "--preset", "bit-flip", "--timesteps", str(total), *settings, "--runs-dir", "runs"]
     args += ["--strategies", "none,future", "--seeds", "1", "--backend", "ray"]
     folder = tmp_path / "runs" / "compare" / "bit-flip"
     cells = [folder / "none-s0", folder / "future-s0"]
@@ -145,9 +148,9 @@ def test_stopped_ray_grid_resumes_from_copies_on_a_local_cluster(
         assert summary["run_dir"] == f"runs/compare/bit-flip/{cell.name}"
         assert Path(summary["checkpoint"]["path"]).parent == Path(summary["run_dir"]) / "checkpoints"
         steps = [int(row["env_steps"]) for row in csv_rows(cell / "progress.csv")]
-        assert steps == list(range(200, 601, 200)), cell
+        assert steps == list(range(200, total + 1, 200)), cell
         # model.zip is still the newest checkpoint's model, one file under two names.
-        assert os.path.samefile(cell / "model.zip", cell / "checkpoints" / "step_600" / "model.zip")
+        assert os.path.samefile(cell / "model.zip", cell / "checkpoints" / f"step_{total}" / "model.zip")
     assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["future-s0", "none-s0"]
     data = json.loads((folder / "compare.json").read_text())
     assert data["backend"]["address"] == "local" and data["backend"]["copied_back"] == 2

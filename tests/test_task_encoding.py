@@ -103,7 +103,7 @@ def test_preset_descriptions_replace_the_env_own(encoder) -> None:
         "push the block to the target on the table",
         "lift the block up to the target in the air",
     )
-    # Presets whose tasks are envs of their own describe them in env.task_descriptions.
+    # Presets whose tasks are envs of their own describe them in each task entry.
     for name in ("fetch-multi", "metaworld-mt10"):
         multi = presets.load(name, sets=[LANGUAGE_SET]).env
         encoding = task_encoding_for(multi)
@@ -111,6 +111,16 @@ def test_preset_descriptions_replace_the_env_own(encoder) -> None:
             len(multi.tasks),
             384,
         )
+    # Narrowing the tasks keeps each one's description with it; env.task_descriptions still wins.
+    narrowed = presets.load(
+        "fetch-multi",
+        sets=[
+            LANGUAGE_SET,
+            "env.tasks=[{id: FetchSlide-v4, name: slide, description: slide it}, {id: FetchPush-v4, name: push}]",
+            "env.task_descriptions={push: shove the block}",
+        ],
+    ).env
+    assert task_encoding_for(narrowed).descriptions == ("slide it", "shove the block")
 
 
 @pytest.mark.parametrize("relabel", ["random", "best"])

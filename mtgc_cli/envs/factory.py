@@ -228,7 +228,8 @@ def task_encoding_for(cfg: EnvConfig, env: gym.Env | None = None) -> TaskEncodin
         own = dict(zip(getattr(base, "task_names", ()), getattr(base, "task_descriptions", ()), strict=False))
         if env is None:
             probe.close()
-    descriptions = {**own, **cfg.task_descriptions}
+    given = {task.label: task.description for task in cfg.tasks or [] if task.description is not None}
+    descriptions = {**own, **given, **cfg.task_descriptions}
     missing = [name for name in names if name not in descriptions]
     if missing:
         raise UsageError(
