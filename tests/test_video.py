@@ -24,6 +24,14 @@ from tests.test_cli import assert_one_line_error
 FETCH_STEPS = 50  # FetchPush-v4's episode, in env steps (17 decisions with action_repeat 3)
 
 
+def mtgc_in_subprocess(
+    args: list[str], env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """``mtgc ARGS`` in a fresh process: MUJOCO_GL is read when MuJoCo is first imported."""
+    command = [sys.executable, "-m", "mtgc_cli.cli.app", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+
+
 def frames_of(path: Path) -> np.ndarray:
     """Every frame of an MP4, (T, H, W, 3) uint8, decoded by imageio's ffmpeg plugin."""
     return iio.imread(path, index=None, plugin="FFMPEG")
@@ -94,13 +102,7 @@ def test_eval_without_offscreen_gl_says_so_in_one_line_and_gives_results(push_ru
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     env.update(MUJOCO_GL="glfw", OMP_NUM_THREADS="1")
     args = ["eval", str(push_run), "--video", "--episodes", "1", "--seed", "7", "--json"]
-    done = subprocess.run(
-        [sys.executable, "-m", "mtgc_cli.cli.app", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = mtgc_in_subprocess(args, env, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("mtgc: warning: rendering FetchPush-v4 failed"), lines
@@ -116,13 +118,7 @@ def test_a_mujoco_gl_that_mujoco_refuses_is_one_line(push_run: Path) -> None:
     """MuJoCo loads its GL backend on import; a bad MUJOCO_GL fails there, before any env exists."""
     env = {**os.environ, "MUJOCO_GL": "bogus", "OMP_NUM_THREADS": "1"}
     args = ["eval", str(push_run), "--video", "--episodes", "1"]
-    done = subprocess.run(
-        [sys.executable, "-m", "mtgc_cli.cli.app", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = mtgc_in_subprocess(args, env, timeout=120)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("mtgc: error: importing gymnasium-robotics failed"), lines
@@ -211,13 +207,7 @@ def test_training_goes_on_when_rendering_fails(tmp_path: Path) -> None:
         "--set", "algo.buffer_size=500", "--set", "train.eval_every=50", "--set", "train.eval_episodes=1",
         "--set", "train.checkpoint_every=null", "--set", "train.video_every=50", "--runs-dir", str(tmp_path),
     ]  # fmt: skip
-    done = subprocess.run(
-        [sys.executable, "-m", "mtgc_cli.cli.app", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    done = mtgc_in_subprocess(args, env, timeout=180)
     assert done.returncode == 0, done.stderr
     warnings = [line for line in done.stderr.splitlines() if "mtgc: warning:" in line]
     assert len(warnings) == 1 and "rendering FetchReach-v4 failed with MUJOCO_GL=glfw" in warnings[0]
