@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 from gymnasium import spaces
 from sb3_contrib import TQC
 from stable_baselines3 import DDPG, DQN, SAC, TD3
@@ -53,6 +54,35 @@ def algo_class(name: str) -> type[OffPolicyAlgorithm]:
         return ALGORITHMS[name]
     except KeyError:
         raise UsageError(f"unknown algorithm '{name}'; valid: {', '.join(ALGORITHMS)}") from None
+
+
+class Bfloat16Training:
+    """Mixin: ``train`` (the gradient steps) runs under CPU autocast to bfloat16.
+
+    Autocast computes matrix products in bfloat16 and keeps the weights, their gradients and the
+    optimiser state in float32; elementwise work runs in the dtype its inputs arrive in. On this
+    project's CPU (AMX-BF16) a TQC step of three 256-unit layers at batch 512 took 0.74x the
+    float32 time, SAC's 0.62x. Only ``train`` changes, so the saved weights are ordinary float32
+    ones that the plain class loads (``mtgc eval`` uses it).
+    """
+
+    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            super().train(gradient_steps, batch_size)  # type: ignore[misc]
+
+
+_BFLOAT16_CLASSES: dict[str, type[OffPolicyAlgorithm]] = {}
+
+
+def model_class(algo: AlgoConfig) -> type[OffPolicyAlgorithm]:
+    """The class that trains ``algo``: the SB3 class, or its bfloat16 subclass for ``precision``."""
+    cls = algo_class(algo.name)
+    if algo.precision == "float32":
+        return cls
+    if algo.name not in _BFLOAT16_CLASSES:
+        # One subclass per algorithm, named after it, so SB3's messages still say e.g. TQC.
+        _BFLOAT16_CLASSES[algo.name] = type(cls.__name__, (Bfloat16Training, cls), {})
+    return _BFLOAT16_CLASSES[algo.name]
 
 
 def _parameters(cls: type[BaseAlgorithm]) -> dict[str, inspect.Parameter]:
@@ -310,7 +340,7 @@ def make_model(
     replay_buffer_kwargs: dict[str, Any],
     tensorboard_log: str | None,
 ) -> OffPolicyAlgorithm:
-    cls = algo_class(algo.name)
+    cls = model_class(algo)
     policy = "MultiInputPolicy" if isinstance(env.observation_space, spaces.Dict) else "MlpPolicy"
     kwargs = algo.kwargs
     if isinstance(kwargs.get("train_freq"), list):

@@ -53,7 +53,7 @@ from stable_baselines3.common.save_util import save_to_pkl
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from mtgc_cli import __version__, runs
-from mtgc_cli.algos import algo_class
+from mtgc_cli.algos import model_class
 from mtgc_cli.errors import RunFailed, UsageError
 from mtgc_cli.presets import RunConfig
 
@@ -578,7 +578,7 @@ def _load(
     """The model (replay buffer included) and mtgc's state of one checkpoint; changes nothing else."""
     path = checkpoint.path
     with _quiet():
-        model = algo_class(config.algo.name).load(path / MODEL, env=env, device=template.device)
+        model = model_class(config.algo).load(path / MODEL, env=env, device=template.device)
         if (path / BUFFER).is_file():
             assert isinstance(model, OffPolicyAlgorithm)
             # SB3's own load: it gives HER buffers their env back and closes the episode that
