@@ -2,12 +2,12 @@
 
 Builds the preset's model through mtgc (``training.prepare``: the same env, buffer and networks
 ``mtgc train`` uses), collects past ``learning_starts``, then times ``model.train`` for each
-variant. Each variant is a comma-separated list of ``--set`` overrides; ``-`` is the preset as
+variant. Each variant is a semicolon-separated list of ``--set`` overrides; ``-`` is the preset as
 it is. Run it pinned to one core (``taskset -c 1``): it sets one torch thread.
 
     taskset -c 1 python benchmarks/gradient_step_cost.py --preset fetch-push \\
         --variant - --variant algo.precision=bfloat16 \\
-        --variant algo.name=sac --variant algo.name=sac,algo.precision=bfloat16
+        --variant algo.name=sac --variant "algo.name=sac; algo.precision=bfloat16"
 """
 
 from __future__ import annotations
@@ -43,14 +43,14 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--preset", default="fetch-push")
-    parser.add_argument("--variant", action="append", help="comma-separated KEY=VALUE overrides, or -")
+    parser.add_argument("--variant", action="append", help="semicolon-separated KEY=VALUE overrides, or -")
     parser.add_argument("--steps", type=int, default=100, help="gradient steps timed per variant")
     args = parser.parse_args()
     torch.set_num_threads(1)
     variants = args.variant or ["-"]
     results = []
     for variant in variants:
-        sets = [] if variant == "-" else variant.split(",")
+        sets = [] if variant == "-" else [s.strip() for s in variant.split(";")]
         results.append((variant, cost_ms(args.preset, sets, args.steps)))
         print(f"{variant:<60} {results[-1][1]:8.1f} ms", flush=True)
     base = results[0][1]
