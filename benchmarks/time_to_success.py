@@ -3,7 +3,9 @@
 Runs `mtgc train` for each preset and seed within a wall-clock budget, evaluating every
 ``--eval-every`` env steps on ``--eval-episodes`` deterministic episodes, then prints per run:
 minutes and env steps to 0.5 and 0.9, final success, env steps/s and gradient steps/s (both
-over training time, evaluation excluded), the cores it ran on, and the median over seeds.
+over training time, evaluation excluded), the cores it ran on, and the median over seeds. When
+the budget stops a run after its last scheduled eval (a slow preset may not reach its first),
+its final model is evaluated there on as many episodes, and that is its final success.
 Writes ``time_to_success.json`` and ``time_to_success.png`` (success against wall-clock minutes).
 
     python benchmarks/time_to_success.py --preset fetch-push --seeds 0,1,2 --minutes 60
@@ -44,6 +46,7 @@ class Job:
     log: Path
     process: subprocess.Popen[bytes] | None = None
     started: float = 0.0
+    stop_eval: dict[str, float] | None = None
 
 
 @dataclass
@@ -60,6 +63,9 @@ class Outcome:
     reached: dict[str, dict[str, float] | None] = field(default_factory=dict)
     curve: list[dict[str, float]] = field(default_factory=list)
     run_dir: str | None = None
+    # The final model evaluated where the budget stopped the run, when its last scheduled eval
+    # is older (a slow preset may not reach its first eval at all): success and env steps.
+    stop_eval: dict[str, float] | None = None
 
 
 def _mtgc() -> list[str]:
@@ -84,6 +90,35 @@ def start(job: Job, args: argparse.Namespace, pinned: bool) -> None:
     with job.log.open("wb") as log:
         job.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     job.started = time.monotonic()
+
+
+def eval_at_stop(job: Job, args: argparse.Namespace, pinned: bool) -> dict[str, float] | None:
+    """Evaluate the model a budget-stopped run saved, if its last scheduled eval is older.
+
+    Same episodes count and one deterministic seed as the scheduled evals; pinned to the run's
+    core. None when the last eval was at the stop already or the run saved no model.
+    """
+    summaries = sorted(job.run_root.rglob("summary.json"))
+    if not summaries:
+        return None
+    summary = json.loads(summaries[-1].read_text())
+    model = summaries[-1].parent / "model.zip"
+    steps = int(summary.get("steps") or 0)
+    if not model.is_file() or steps == 0 or summary.get("final_eval_step") == steps:
+        return None
+    command = [*_mtgc(), "eval", str(model), "--episodes", str(args.eval_episodes), "--seed", "0", "--json"]
+    env = dict(os.environ)
+    if pinned:
+        env["OMP_NUM_THREADS"] = "1"
+        command = ["taskset", "-c", job.cores, *command]
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        problem = done.stderr.strip()[-300:]
+        print(f"eval at stop of {job.preset} seed {job.seed} failed: {problem}", flush=True)
+        return None
+    success = float(json.loads(done.stdout)["overall"]["success"])
+    print(f"{job.preset} seed {job.seed}: model at the stop ({steps:,} env steps): {success:.2f}", flush=True)
+    return {"env_steps": steps, "success": success, "seconds": float(summary.get("seconds") or 0)}
 
 
 def read_outcome(job: Job) -> Outcome:
@@ -116,19 +151,25 @@ def read_outcome(job: Job) -> Outcome:
         )
     last = curve[-1] if curve else None
     train_seconds = last["train_minutes"] * 60 if last else 0.0
+    stop = job.stop_eval
     return Outcome(
         preset=job.preset,
         seed=job.seed,
         cores=job.cores,
         status=status,
-        env_steps=last["env_steps"] if last else 0,
+        env_steps=int(stop["env_steps"]) if stop else (last["env_steps"] if last else 0),
         minutes=last["minutes"] if last else 0.0,
-        final_success=last["success"] if last else None,
-        env_steps_per_s=last["env_steps"] / train_seconds if last and train_seconds else None,
+        final_success=stop["success"] if stop else (last["success"] if last else None),
+        env_steps_per_s=(
+            last["env_steps"] / train_seconds
+            if last and train_seconds
+            else (stop["env_steps"] / stop["seconds"] if stop and stop["seconds"] else None)
+        ),
         gradient_steps_per_s=last["gradient_steps"] / train_seconds if last and train_seconds else None,
         reached=reached,
         curve=curve,
         run_dir=str(runs[-1].parent) if runs else None,
+        stop_eval=stop,
     )
 
 
@@ -146,15 +187,23 @@ def run_all(jobs: list[Job], args: argparse.Namespace) -> list[Outcome]:
             running.append(job)
             print(f"started {job.preset} seed {job.seed} on cores {job.cores}: log {job.log}", flush=True)
         time.sleep(5)
-        for job in list(running):
+        stopped = []
+        for job in running:
             assert job.process is not None
             if job.process.poll() is None and time.monotonic() - job.started > budget:
                 # SIGINT: mtgc saves the model and writes its summary as `interrupted`.
                 job.process.send_signal(signal.SIGINT)
-                try:
-                    job.process.wait(timeout=300)
-                except subprocess.TimeoutExpired:
-                    job.process.kill()
+                stopped.append(job)
+        for job in stopped:
+            assert job.process is not None
+            try:
+                job.process.wait(timeout=300)
+            except subprocess.TimeoutExpired:
+                job.process.kill()
+        for job in stopped:  # after every over-budget run has stopped, so none overruns meanwhile
+            job.stop_eval = eval_at_stop(job, args, pinned)
+        for job in list(running):
+            assert job.process is not None
             if job.process.poll() is not None:
                 running.remove(job)
                 if job.cores != "all":
