@@ -3,7 +3,7 @@
 Builds the preset's model through mtgc (``training.prepare``: the same env, buffer and networks
 ``mtgc train`` uses), collects past ``learning_starts``, then times ``model.train`` for each
 variant. Each variant is a semicolon-separated list of ``--set`` overrides; ``-`` is the preset as
-it is. Run it pinned to one core (``taskset -c 1``): it sets one torch thread.
+it is. Run it pinned to one core (``taskset -c 1``): it sets one torch thread unless ``--threads``.
 
     taskset -c 1 python benchmarks/gradient_step_cost.py --preset fetch-push \\
         --variant - --variant algo.precision=bfloat16 \\
@@ -45,8 +45,9 @@ def main() -> None:
     parser.add_argument("--preset", default="fetch-push")
     parser.add_argument("--variant", action="append", help="semicolon-separated KEY=VALUE overrides, or -")
     parser.add_argument("--steps", type=int, default=100, help="gradient steps timed per variant")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (mtgc train alone: all cores)")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     variants = args.variant or ["-"]
     results = []
     for variant in variants:
@@ -54,7 +55,7 @@ def main() -> None:
         results.append((variant, cost_ms(args.preset, sets, args.steps)))
         print(f"{variant:<60} {results[-1][1]:8.1f} ms", flush=True)
     base = results[0][1]
-    print(f"\n{'variant (' + args.preset + ')':<60} {'ms/step':>8} {'x first':>8}")
+    print(f"\n{'variant (' + args.preset + f', {args.threads} thread(s))':<60} {'ms/step':>8} {'x first':>8}")
     for variant, ms in results:
         print(f"{variant:<60} {ms:8.1f} {ms / base:8.2f}")
 
