@@ -61,8 +61,9 @@ class Bfloat16Training:
 
     Autocast computes matrix products in bfloat16 and keeps the weights, their gradients and the
     optimiser state in float32; elementwise work runs in the dtype its inputs arrive in. On this
-    project's CPU (AMX-BF16) a TQC step of three 256-unit layers at batch 512 took 0.74x the
-    float32 time, SAC's 0.62x. Only ``train`` changes, so the saved weights are ordinary float32
+    project's CPU (AMX-BF16) a FetchPush step of three 256-unit layers at batch 512 took 0.78x
+    the float32 time with TQC's 25 quantiles, 0.61x with 10, and 0.60x with SAC
+    (benchmarks/gradient_step_cost.py). Only ``train`` changes, so the saved weights are ordinary float32
     ones that the plain class loads (``mtgc eval`` uses it).
     """
 
@@ -296,6 +297,11 @@ def check_algo_kwargs(algo: AlgoConfig, source: str = "preset") -> None:
     _check_policy_kwargs(
         algo.kwargs.get("policy_kwargs"), {**POLICY_RULES, **POLICY_RULES_FOR.get(algo.name, {})}, source
     )
+    if algo.precision != "float32" and algo.name == "bc":
+        # Behaviour cloning steps in its own loop, not in ``train``: the setting would do nothing.
+        raise UsageError(
+            f"{source}: algo.precision applies to sac, td3, ddpg, tqc and dqn; bc trains in float32"
+        )
     if algo.noise_std is not None and algo.name not in ("td3", "ddpg", "sac", "tqc"):
         raise UsageError(f"{source}: algo.noise_std applies to continuous actions (sac, td3, ddpg, tqc)")
 

@@ -96,3 +96,10 @@ def test_unknown_precision_is_one_clear_error() -> None:
     with pytest.raises(UsageError) as err:
         presets.load("fetch-push", sets=["algo.precision=float16"])
     assert "precision" in str(err.value) and "bfloat16" in str(err.value)
+
+
+def test_precision_is_refused_where_it_would_do_nothing() -> None:
+    # Behaviour cloning's gradient steps do not go through train(): bfloat16 would be a no-op.
+    with pytest.raises(UsageError) as err:
+        presets.load("point-tasks-bc", sets=["algo.precision=bfloat16"])
+    assert "algo.precision" in str(err.value) and "bc" in str(err.value)
