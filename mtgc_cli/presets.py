@@ -164,7 +164,7 @@ class AlgoConfig(BaseModel):
     noise_std: float | None = Field(None, ge=0)
     # The arithmetic of gradient steps: bfloat16 runs them under torch's CPU autocast (matrix
     # products in bfloat16 on CPUs with AMX / AVX-512 BF16, weights and optimiser kept in
-    # float32), which measured 1.35-1.6x fewer ms per step here. Collection, eval and saved
+    # float32), which took 0.60-0.78x the float32 time per step here. Collection, eval and saved
     # models stay float32, so plain SB3 loads them.
     precision: Literal["float32", "bfloat16"] = "float32"
 
