@@ -35,6 +35,7 @@ import pickle
 import random
 import re
 import shutil
+import stat
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -411,10 +412,13 @@ def inspect(path: Path) -> Checkpoint | str:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or "files" not in manifest:
         return f"{MANIFEST} is not a format-{FORMAT} manifest"
     for name, size in manifest["files"].items():
-        file = path / name
-        if not file.is_file():
+        try:
+            info = (path / name).stat()
+        except OSError:  # absent, or pruned by a run that is writing newer checkpoints meanwhile
             return f"{name} is missing"
-        actual = file.stat().st_size
+        if not stat.S_ISREG(info.st_mode):
+            return f"{name} is missing"
+        actual = info.st_size
         if actual != size:
             return f"{name} is {actual:,} bytes, the manifest says {size:,} (truncated or damaged)"
     if manifest.get("resumable") and STATE not in manifest["files"]:

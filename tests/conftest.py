@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# Tests run in two pytest-xdist workers, and many start `mtgc` subprocesses: one thread each, or
+# threads outnumber the cores (20-60x slower here). `mtgc train` keeps OMP_NUM_THREADS when it is
+# set, in this process (CliRunner) and in the subprocesses that inherit it.
+os.environ["OMP_NUM_THREADS"] = "1"
 
 import pytest
 import torch
@@ -30,5 +36,10 @@ def invoke(runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def run_dirs(root: Path) -> list[Path]:
-    """Every run folder (one holding config.yaml) under ``root``."""
-    return sorted(p.parent for p in root.rglob("config.yaml"))
+    """Every run folder (one holding config.yaml) under ``root``.
+
+    Tests poll this while a run is starting; `os.walk` skips a folder that vanishes
+    mid-walk (mtgc's runs-dir write probe is made and removed at once), where
+    `Path.rglob` raises FileNotFoundError.
+    """
+    return sorted(Path(top) for top, _, files in os.walk(root) if "config.yaml" in files)

@@ -104,8 +104,9 @@ def _eval_columns(run: Path) -> list[tuple[str, ...]]:
     return [tuple(row[k] for k in keys) for row in rows]
 
 
-POINT = ["--preset", "point-tasks", "--timesteps", "1500", "--set", "algo.learning_starts=500",
-         "--set", "train.eval_every=500", "--set", "train.eval_episodes=8"]  # fmt: skip
+POINT = ["--preset", "point-tasks", "--timesteps", "1000", "--set", "algo.learning_starts=500",
+         "--set", "algo.batch_size=64", "--set", "train.eval_every=500",
+         "--set", "train.eval_episodes=8"]  # fmt: skip
 BITS = ["--preset", "bit-flip", "--timesteps", "600", "--set", "env.kwargs.n_bits=6",
         "--set", "algo.learning_starts=200", "--set", "algo.policy_kwargs.net_arch=[32]",
         "--set", "train.eval_every=300", "--set", "train.eval_episodes=10"]  # fmt: skip
