@@ -35,18 +35,20 @@ def main() -> None:
     torch.set_num_threads(1)
     loaded = load_for_eval(args.target, args.episodes, seed=args.seed)
     env, model = loaded.env, loaded.model
-    obs = env.reset()
-    assert isinstance(obs, dict), "a goal-conditioned (dict observation) run"
-    goals = obs["desired_goal"].copy()  # each slot's current episode goal
+    # Each eval slot runs its share of the episodes, as in `evaluation.run_episodes`.
+    targets = np.asarray(loaded.counts)
+    done_counts = np.zeros_like(targets)
     split: dict[str, list[float]] = {"table": [], "air": []}
-    while sum(map(len, split.values())) < args.episodes:
+    obs = env.reset()
+    while (done_counts < targets).any():
         actions, _ = model.predict(obs, deterministic=True)  # type: ignore[arg-type]
         obs, _, dones, infos = env.step(actions)
-        assert isinstance(obs, dict)
         for slot in np.flatnonzero(dones):
-            where = "air" if goals[slot][2] > TABLE_TOP else "table"
-            split[where].append(float(infos[slot]["is_success"]))
-            goals[slot] = obs["desired_goal"][slot]  # auto-reset: the next episode's goal
+            if done_counts[slot] >= targets[slot]:
+                continue
+            goal = infos[slot]["terminal_observation"]["desired_goal"]  # the finished episode's
+            split["air" if goal[2] > TABLE_TOP else "table"].append(float(infos[slot]["is_success"]))
+            done_counts[slot] += 1
     env.close()
     for where, successes in split.items():
         rate = f"{np.mean(successes):.2f}" if successes else "-"
