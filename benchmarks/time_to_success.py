@@ -47,6 +47,8 @@ class Job:
     process: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     stop_eval: dict[str, float] | None = None
+    stopped_at_threshold: bool = False
+    best_fresh: dict[str, float] | None = None
 
 
 @dataclass
@@ -66,6 +68,10 @@ class Outcome:
     # The final model evaluated where the budget stopped the run, when its last scheduled eval
     # is older (a slow preset may not reach its first eval at all): success and env steps.
     stop_eval: dict[str, float] | None = None
+    # --stop-at: the run was stopped when its eval reached the threshold.
+    stopped_at_threshold: bool = False
+    # Its best model on fresh episodes (a seed no scheduled eval used), once the run stopped.
+    best_fresh: dict[str, float] | None = None
 
 
 def _mtgc() -> list[str]:
@@ -121,6 +127,40 @@ def eval_at_stop(job: Job, args: argparse.Namespace, pinned: bool) -> dict[str, 
     return {"env_steps": steps, "success": success, "seconds": float(summary.get("seconds") or 0)}
 
 
+def best_eval(job: Job) -> float | None:
+    """The highest scheduled eval success the run has logged so far (None before its first)."""
+    runs = sorted(job.run_root.rglob("progress.csv"))
+    if not runs:
+        return None
+    with runs[-1].open() as f:
+        values = [float(r["eval_success"]) for r in csv.DictReader(f) if r.get("eval_success")]
+    return max(values, default=None)
+
+
+# Episodes of the fresh evaluation of a stopped run's best model: a seed no scheduled eval used.
+FRESH_SEED = 10_007
+
+
+def eval_best_fresh(job: Job, args: argparse.Namespace, pinned: bool) -> dict[str, float] | None:
+    """``best_model.zip`` evaluated on ``--eval-episodes`` episodes that chose nothing."""
+    models = sorted(job.run_root.rglob("best_model.zip"))
+    if not models:
+        return None
+    command = [*_mtgc(), "eval", str(models[-1]), "--episodes", str(args.eval_episodes),
+               "--seed", str(FRESH_SEED), "--json"]  # fmt: skip
+    env = dict(os.environ)
+    if pinned:
+        env["OMP_NUM_THREADS"] = "1"
+        command = ["taskset", "-c", job.cores, *command]
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        print(f"fresh eval of {job.preset} seed {job.seed}'s best model failed: {done.stderr[-300:]}")
+        return None
+    overall = json.loads(done.stdout)["overall"]
+    print(f"{job.preset} seed {job.seed}: best model on fresh episodes {overall['success']:.2f}", flush=True)
+    return {"success": float(overall["success"]), "episodes": float(overall["episodes"])}
+
+
 def read_outcome(job: Job) -> Outcome:
     runs = sorted(job.run_root.rglob("progress.csv"))
     rows: list[dict[str, str]] = []
@@ -170,6 +210,8 @@ def read_outcome(job: Job) -> Outcome:
         curve=curve,
         run_dir=str(runs[-1].parent) if runs else None,
         stop_eval=stop,
+        stopped_at_threshold=job.stopped_at_threshold,
+        best_fresh=job.best_fresh,
     )
 
 
@@ -190,9 +232,14 @@ def run_all(jobs: list[Job], args: argparse.Namespace) -> list[Outcome]:
         stopped = []
         for job in running:
             assert job.process is not None
-            if job.process.poll() is None and time.monotonic() - job.started > budget:
+            if job.process.poll() is not None:
+                continue
+            over = time.monotonic() - job.started > budget
+            there = args.stop_at is not None and (best_eval(job) or 0.0) >= args.stop_at
+            if over or there:
                 # SIGINT: mtgc saves the model and writes its summary as `interrupted`.
                 job.process.send_signal(signal.SIGINT)
+                job.stopped_at_threshold = there and not over
                 stopped.append(job)
         for job in stopped:
             assert job.process is not None
@@ -201,7 +248,9 @@ def run_all(jobs: list[Job], args: argparse.Namespace) -> list[Outcome]:
             except subprocess.TimeoutExpired:
                 job.process.kill()
         for job in stopped:  # after every over-budget run has stopped, so none overruns meanwhile
-            job.stop_eval = eval_at_stop(job, args, pinned)
+            if not job.stopped_at_threshold:
+                job.stop_eval = eval_at_stop(job, args, pinned)
+            job.best_fresh = eval_best_fresh(job, args, pinned)
         for job in list(running):
             assert job.process is not None
             if job.process.poll() is not None:
@@ -299,6 +348,12 @@ def main() -> None:
         "--cores",
         help="comma-separated cores to pin runs to, one run per core at a time (e.g. 1: one run on core 1 "
         "with one torch thread, leaving core 0 free); default: cores 0.. when --parallel > 1",
+    )
+    parser.add_argument(
+        "--stop-at",
+        type=float,
+        help="stop a run once an eval reaches this success (its best model is "
+        "then evaluated on fresh episodes), so that more seeds fit in a session",
     )
     parser.add_argument("--set", action="append", help="KEY=VALUE passed to every run")
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/time_to_success"))

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 from gymnasium import spaces
 from sb3_contrib import TQC
 from stable_baselines3 import DDPG, DQN, SAC, TD3
@@ -21,6 +20,7 @@ from torch import nn
 
 from mtgc_cli.errors import UsageError
 from mtgc_cli.imitation.bc import HEADS, BehaviourCloning
+from mtgc_cli.precision import Bfloat16Training
 from mtgc_cli.presets import AlgoConfig
 
 ALGORITHMS: dict[str, type[OffPolicyAlgorithm]] = {
@@ -54,22 +54,6 @@ def algo_class(name: str) -> type[OffPolicyAlgorithm]:
         return ALGORITHMS[name]
     except KeyError:
         raise UsageError(f"unknown algorithm '{name}'; valid: {', '.join(ALGORITHMS)}") from None
-
-
-class Bfloat16Training:
-    """Mixin: ``train`` (the gradient steps) runs under CPU autocast to bfloat16.
-
-    Autocast computes matrix products in bfloat16 and keeps the weights, their gradients and the
-    optimiser state in float32; elementwise work runs in the dtype its inputs arrive in. On this
-    project's CPU (AMX-BF16) a FetchPush step of three 256-unit layers at batch 512 took 0.78x
-    the float32 time with TQC's 25 quantiles, 0.61x with 10, and 0.60x with SAC
-    (benchmarks/gradient_step_cost.py). Only ``train`` changes, so the saved weights are ordinary float32
-    ones that the plain class loads (``mtgc eval`` uses it).
-    """
-
-    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            super().train(gradient_steps, batch_size)  # type: ignore[misc]
 
 
 _BFLOAT16_CLASSES: dict[str, type[OffPolicyAlgorithm]] = {}

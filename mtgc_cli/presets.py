@@ -219,6 +219,21 @@ class RunConfig(_Section):
         return self
 
     @model_validator(mode="after")
+    def _dense_reward_fits_relabel(self) -> RunConfig:
+        # Under an action repeat a dense reward is summed over the decision's env steps; relabeling
+        # recomputes a reward from the stored (last) state only, so the two would disagree.
+        env = self.env
+        relabels = self.relabel.strategy != "none" or self.relabel.task != "none"
+        if env.reward_type == "dense" and env.action_repeat > 1 and relabels:
+            raise ValueError(
+                f"env.reward_type dense with env.action_repeat {env.action_repeat} and relabeling "
+                f"({self.relabel.label}): relabeling recomputes only a decision's last env step's "
+                "reward, the env gives the sum over its env steps; valid: reward_type sparse, "
+                "action_repeat 1, or relabel.strategy none and relabel.task none"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _bc_fits_env(self) -> RunConfig:
         # Behaviour cloning steps no env while it trains: its steps are gradient steps, its input
         # is standardised with the dataset's statistics, and its actions are the recorded ones.

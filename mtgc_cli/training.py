@@ -72,6 +72,31 @@ def _algo_with_input_clip(config: RunConfig, env: VecEnv) -> AlgoConfig:
     return AlgoConfig.model_validate({**algo.model_dump(), "policy_kwargs": policy_kwargs})
 
 
+# SB3 settings counted in its own steps, which are decisions under env.action_repeat (one SB3 step
+# is `action_repeat` env steps). mtgc makes SB3's clock count env steps (RunCallback sets
+# num_timesteps), so learning_starts, exploration_fraction and every progress schedule are in env
+# steps as they are; these two count env.step calls themselves and are converted to decisions.
+DECISION_COUNTS = ("train_freq", "target_update_interval")
+
+
+def _algo_in_decisions(algo: AlgoConfig, repeat: int) -> AlgoConfig:
+    """The algo section with its env-step counts of :data:`DECISION_COUNTS` in decisions (at least 1)."""
+    if repeat == 1:
+        return algo
+    update: dict[str, Any] = {}
+    freq = algo.kwargs.get("train_freq")
+    if isinstance(freq, int):
+        update["train_freq"] = max(1, round(freq / repeat))
+    elif isinstance(freq, (list, tuple)) and freq[1] == "step":
+        update["train_freq"] = [max(1, round(freq[0] / repeat)), "step"]
+    interval = algo.kwargs.get("target_update_interval")
+    if isinstance(interval, int):
+        update["target_update_interval"] = max(1, round(interval / repeat))
+    if not update:
+        return algo
+    return AlgoConfig.model_validate({**algo.model_dump(), **update})
+
+
 def prepare(config: RunConfig, encoding: TaskEncoding | None = None) -> Setup:
     """Build envs, replay buffer and model; any bad input raises before anything is written.
 
@@ -96,7 +121,7 @@ def prepare(config: RunConfig, encoding: TaskEncoding | None = None) -> Setup:
     try:
         buffer_class, buffer_kwargs = replay_setup(config, env)
         model = make_model(
-            _algo_with_input_clip(config, env),
+            _algo_in_decisions(_algo_with_input_clip(config, env), config.env.action_repeat),
             env,
             seed=seed,
             replay_buffer_class=buffer_class,
@@ -348,6 +373,10 @@ class RunCallback(BaseCallback):
             self.env_steps += int(info.get("env_steps", 1))
             if done and "is_success" in info:
                 self.recent_success.append(float(info["is_success"]))
+        # SB3's clock in env steps: it has just added one per env (a decision each); under an
+        # action repeat that is fewer than the env steps taken. Set here, before SB3 reads it
+        # for learning_starts, its progress schedules and exploration, so all count env steps.
+        self.model.num_timesteps = self.env_steps
         if self.env_steps >= self.next_eval:
             self.run_eval()
             while self.next_eval <= self.env_steps:
@@ -524,6 +553,9 @@ def train(
     with stop.installed():
         # SB3 counts on from model.num_timesteps when reset_num_timesteps is False, and takes
         # the steps still to do.
+        if resumed is not None:
+            # A checkpoint of an mtgc whose SB3 clock counted decisions: the clock is env steps.
+            model.num_timesteps = resumed["env_steps"]
         budget = config.train.timesteps - (model.num_timesteps if resumed is not None else 0)
         try:
             if budget > 0 and run_callback.env_steps < config.train.timesteps:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 from sb3_contrib import TQC
+from stable_baselines3.common.logger import Logger
 
 from mtgc_cli import checkpoint, presets, training
-from mtgc_cli.algos import Bfloat16Training, model_class
+from mtgc_cli.algos import model_class
 from mtgc_cli.errors import UsageError
 from mtgc_cli.evaluation import load_for_eval
+from mtgc_cli.precision import Bfloat16Training, bfloat16_gradient_steps
+from mtgc_cli.presets import AlgoConfig
 from tests.conftest import run_dirs
 
 SETS = [
@@ -25,9 +30,10 @@ SETS = [
 
 
 def _critic_dtypes(model) -> list[torch.dtype]:
-    """Record the dtype of every critic output during training (a forward hook on the critic)."""
+    """Record the dtype of the critic's first layer's output during training (a forward hook)."""
     seen: list[torch.dtype] = []
-    model.critic.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    first = next(m for m in model.critic.modules() if isinstance(m, torch.nn.Linear))
+    first.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
     return seen
 
 
@@ -49,6 +55,11 @@ def test_bfloat16_gradient_steps_run_under_autocast(bf16_run) -> None:
     assert isinstance(model, Bfloat16Training) and isinstance(model, TQC)
     # The critic's products came out in bfloat16 during the gradient steps...
     assert torch.bfloat16 in dtypes
+    # ...and the critic itself hands float32 to the losses.
+    obs = model.policy.obs_to_tensor(model.env.reset())[0]
+    action = torch.zeros((1, *model.action_space.shape))
+    with torch.no_grad(), bfloat16_gradient_steps():
+        assert model.critic(obs, action).dtype == torch.float32
     # ...while its weights, gradients and the optimiser stayed float32.
     assert {p.dtype for p in model.policy.parameters()} == {torch.float32}
     assert all(s["exp_avg"].dtype == torch.float32 for s in model.critic.optimizer.state.values())
@@ -103,3 +114,74 @@ def test_precision_is_refused_where_it_would_do_nothing() -> None:
     with pytest.raises(UsageError) as err:
         presets.load("point-tasks-bc", sets=["algo.precision=bfloat16"])
     assert "algo.precision" in str(err.value) and "bc" in str(err.value)
+
+
+# The bfloat16 learner against float32 on a cheap real env (Pendulum): the same algorithm, step for
+# step, at lower precision in the matrix products only.
+
+
+def _pendulum_model(name: str, precision: str, saturate: bool = False):
+    """A model whose buffer holds 300 random Pendulum steps, no gradient step taken yet.
+
+    ``saturate``: the actor's mean is 4 on every state with a small std, so tanh(u) is 1 in
+    bfloat16 (SAC's log-probability correction saturates there).
+    """
+    cls = model_class(AlgoConfig.model_validate({"name": name, "precision": precision}))
+    model = cls(
+        "MlpPolicy",
+        gym.make("Pendulum-v1"),
+        seed=0,
+        learning_starts=10**6,
+        batch_size=64,
+        policy_kwargs={"net_arch": [64, 64]},
+        device="cpu",
+        ent_coef="auto_0.1",
+    )
+    model.learn(300)
+    model.set_logger(Logger(None, []))
+    if saturate:
+        with torch.no_grad():
+            model.actor.mu.weight.zero_()
+            model.actor.mu.bias.fill_(4.0)
+            model.actor.log_std.weight.zero_()
+            model.actor.log_std.bias.fill_(-3.0)
+    return model
+
+
+def _train(model, calls: list[int]) -> torch.Tensor:
+    np.random.seed(1)
+    torch.manual_seed(1)
+    for gradient_steps in calls:
+        model.train(gradient_steps, 64)
+    return torch.cat([p.detach().flatten() for p in model.policy.parameters()])
+
+
+@pytest.mark.parametrize("name", ["sac", "tqc"])
+def test_bfloat16_steps_use_the_weights_as_they_are_now(name: str) -> None:
+    # One autocast block around train() cached each weight's bfloat16 copy for the whole call:
+    # train(4) took its later steps on the first step's weights, unlike four train(1) calls.
+    once = _train(_pendulum_model(name, "bfloat16"), [4])
+    stepwise = _train(_pendulum_model(name, "bfloat16"), [1, 1, 1, 1])
+    torch.testing.assert_close(once, stepwise, rtol=0, atol=0)
+
+
+def _gradients(model) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    _train(model, [1])
+    critic = torch.cat([p.grad.flatten() for p in model.critic.parameters() if p.grad is not None])
+    actor = torch.cat([p.grad.flatten() for p in model.actor.parameters() if p.grad is not None])
+    return critic, actor, dict(model.logger.name_to_value)
+
+
+@pytest.mark.parametrize("name", ["sac", "tqc"])
+def test_bfloat16_gradient_step_matches_float32_on_saturated_actions(name: str) -> None:
+    critic32, actor32, logged32 = _gradients(_pendulum_model(name, "float32", saturate=True))
+    critic16, actor16, logged16 = _gradients(_pendulum_model(name, "bfloat16", saturate=True))
+    for low, full in ((critic16, critic32), (actor16, actor32)):
+        # The same direction and nearly the same size (the actor's was 0.45x, cosine 0.45, when the
+        # log-probability was computed in bfloat16).
+        assert torch.nn.functional.cosine_similarity(low, full, dim=0) > 0.999
+        assert abs(low.norm() / full.norm() - 1) < 0.02
+    # The entropy temperature's loss is -log(alpha) * (log_prob + target): it was twice the float32
+    # value (33.1 against 16.5) with tanh saturating in bfloat16.
+    assert logged16["train/ent_coef_loss"] == pytest.approx(logged32["train/ent_coef_loss"], rel=1e-3)
+    assert logged16["train/actor_loss"] == pytest.approx(logged32["train/actor_loss"], rel=1e-2)

@@ -44,7 +44,7 @@ def push_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "fetch-push",
         timesteps=150,
         sets=[
-            "algo.learning_starts=30",  # decisions: 90 env steps, inside the run
+            "algo.learning_starts=90",  # env steps (30 decisions), after the first episode
             "algo.batch_size=32",
             "algo.buffer_size=1000",
             "algo.policy_kwargs={net_arch: [32, 32]}",
@@ -90,8 +90,13 @@ def test_eval_video_frames_equal_the_episode_env_steps(push_run: Path, invoke) -
     frames = frames_of(path)
     assert frames.shape == (FETCH_STEPS, 480, 480, 3) and frames.dtype == np.uint8
     assert frames.std() > 10  # a scene, not a blank frame
-    # Recording changes no episode: the same results as without --video.
-    assert payload["overall"] == json.loads(plain.stdout)["overall"]
+    # Recording changes no episode: the same results as without --video (rendering runs MuJoCo's
+    # forward pass again, which can move a distance in its last bits: 4.0687822655930556e-01 against
+    # ...1055e-01).
+    for key, value in json.loads(plain.stdout)["overall"].items():
+        assert payload["overall"][key] == (
+            pytest.approx(value, rel=1e-9) if isinstance(value, float) else value
+        )
     # Episode lengths count env steps, as every other count does, not the 17 decisions.
     assert payload["overall"]["mean_length"] == FETCH_STEPS
     assert result.stderr.strip().splitlines() == [f"mtgc: 1 video in {path.parent}: {path.name}"]

@@ -235,7 +235,7 @@ class _Counter(StubEnv):
 
 def test_action_repeat_repeats_and_stops_at_the_episode_end() -> None:
     inner = _Counter(limit=5)
-    env = ActionRepeat(inner, repeat=2)
+    env = ActionRepeat(inner, repeat=2, reward="last")
     env.reset()
     _, reward, _, truncated, info = env.step(np.array([0.5], dtype=np.float32))
     assert (reward, truncated, info["env_steps"]) == (2.0, False, 2) and inner.actions == [0.5, 0.5]
@@ -265,3 +265,54 @@ def test_wrappers_recorded_in_spec() -> None:
     assert remade.observation_space == env.observation_space
     goal_env = GoalObservation(gym.make(STUB_ID), keys=["observation", "desired_goal"])
     assert goal_env.spec.additional_wrappers[-1].kwargs == {"keys": ("observation", "desired_goal")}
+
+
+def test_action_repeat_sums_rewards_or_keeps_the_last() -> None:
+    # The _Counter's reward is the step count: a decision of steps 1-2 sums to 3, its last is 2.
+    summed, last = (
+        ActionRepeat(_Counter(limit=5), repeat=2),
+        ActionRepeat(_Counter(limit=5), repeat=2, reward="last"),
+    )
+    for env in (summed, last):
+        env.reset()
+    action = np.array([0.5], dtype=np.float32)
+    assert [summed.step(action)[1], summed.step(action)[1]] == [3.0, 7.0]
+    assert [last.step(action)[1], last.step(action)[1]] == [2.0, 4.0]
+    with pytest.raises(ValueError):
+        ActionRepeat(_Counter(3), repeat=2, reward="mean")
+
+
+def _factory_env(**env: Any) -> gym.Env:
+    from mtgc_cli.envs.factory import make_env
+    from mtgc_cli.presets import EnvConfig
+
+    return make_env(EnvConfig.model_validate({"id": STUB_ID, **env}), seed=0)
+
+
+def test_success_inside_a_repeated_action_counts_for_success_at_any() -> None:
+    # The stub succeeds at env steps 2, 4, ...: one decision of 3 env steps passes step 2 and ends
+    # at step 3. With success read only after the repeat, `any` saw step 3 alone and scored 0.
+    for repeat in (1, 3):
+        env = _factory_env(success_at="any", action_repeat=repeat, kwargs={"kind": "box"})
+        env.reset()
+        infos = [env.step(env.action_space.sample())[-1] for _ in range(3 // repeat)]
+        assert infos[-1]["is_success"] == 1.0, repeat
+    # `end` keeps the decision's last env step's success (step 3: none).
+    env = _factory_env(success_at="end", action_repeat=3, kwargs={"kind": "box"})
+    env.reset()
+    assert env.step(env.action_space.sample())[-1]["is_success"] == 0.0
+
+
+def test_goal_env_repeats_keep_the_relabelable_reward_and_others_sum() -> None:
+    from mtgc_cli.envs.factory import repeat_reward
+
+    goal, box = gym.make(STUB_ID), gym.make(STUB_ID, kind="box")
+    from mtgc_cli.presets import EnvConfig
+
+    sparse = EnvConfig.model_validate({"id": STUB_ID, "action_repeat": 3})
+    dense = EnvConfig.model_validate({"id": STUB_ID, "action_repeat": 3, "reward_type": "dense"})
+    assert (repeat_reward(sparse, goal), repeat_reward(dense, goal), repeat_reward(sparse, box)) == (
+        "last",
+        "sum",
+        "sum",
+    )

@@ -239,6 +239,28 @@ def task_encoding_for(cfg: EnvConfig, env: gym.Env | None = None) -> TaskEncodin
     return task_encoding.language(names, [descriptions[name] for name in names])
 
 
+def is_goal_env(env: gym.Env) -> bool:
+    """A goal-conditioned env: Dict observations with achieved and desired goals, and a
+    ``compute_reward`` that relabeling can call."""
+    space = env.observation_space
+    return (
+        isinstance(space, spaces.Dict)
+        and {"achieved_goal", "desired_goal"} <= set(space.spaces)
+        and callable(getattr(env.unwrapped, "compute_reward", None))
+    )
+
+
+def repeat_reward(cfg: EnvConfig, env: gym.Env) -> str:
+    """How a decision's reward is made from its env steps' under ``env.action_repeat``.
+
+    ``last`` for a goal-conditioned env whose reward is not set dense: the sparse reward of the
+    state reached, which is what hindsight relabeling recomputes from the stored observation.
+    ``sum`` everywhere else, so that a dense reward loses nothing. (A dense goal reward with
+    relabeling is refused when the preset loads: relabeling could recompute only the last step's.)
+    """
+    return "last" if is_goal_env(env) and cfg.reward_type != "dense" else "sum"
+
+
 def make_env(
     cfg: EnvConfig,
     task: int | None = None,
@@ -267,9 +289,10 @@ def make_env(
     # Inside the action repeat, so episode lengths and returns count env steps, as every other
     # count does (a 50-step Fetch episode is 50 long at action_repeat 3, not 17 decisions).
     env = Monitor(env, info_keywords=())
-    if cfg.action_repeat > 1:
-        env = ActionRepeat(env, cfg.action_repeat)
+    # Inside the action repeat too, so that a success inside a decision is seen (success_at: any).
     env = SuccessInfo(env, key=cfg.success_key, latch=cfg.success_at == "any")
+    if cfg.action_repeat > 1:
+        env = ActionRepeat(env, cfg.action_repeat, reward=repeat_reward(cfg, env))
     if cfg.tasks is not None:
         if isinstance(env.observation_space, spaces.Box):
             # The multi-task replay buffer keeps the task id under its own Dict key.

@@ -276,32 +276,45 @@ class SuccessInfo(gym.Wrapper, gym.utils.RecordConstructorArgs):
 class ActionRepeat(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Apply each action for ``repeat`` env steps; one decision of the agent is ``repeat`` env steps.
 
-    The reward, observation and info are those of the last inner step: for goal-conditioned envs
-    the reward is a function of the state reached (``compute_reward(achieved_goal, desired_goal)``),
-    which is what hindsight relabeling recomputes from the stored observation, so the two agree.
-    A decision ends early when the inner env terminates or truncates, so episode ends are never
-    overshot. ``info["env_steps"]`` says how many inner steps the decision took.
+    The observation and info are those of the last inner step. The decision's reward is, with
+    ``reward="sum"``, the sum of its inner steps' rewards (every reward the env gave counts, as
+    in the action-repeat of DQN's Atari and of DrQ), and with ``reward="last"`` the last inner
+    step's: for a goal-conditioned sparse reward that is ``compute_reward(achieved_goal,
+    desired_goal)`` of the state reached, which is exactly what hindsight relabeling recomputes
+    from the stored observation, so the stored and the relabeled rewards agree (the factory picks
+    it there). A decision ends early when the inner env terminates or truncates, so episode ends
+    are never overshot. ``info["env_steps"]`` says how many inner steps the decision took.
+    Success is read inside the repeat (:class:`SuccessInfo` wraps the inner env), so a success
+    reached in the middle of a decision is seen by ``success_at: any``.
     """
 
-    def __init__(self, env: gym.Env, repeat: int) -> None:
+    REWARDS = ("sum", "last")
+
+    def __init__(self, env: gym.Env, repeat: int, reward: str = "sum") -> None:
         """Wrap ``env``.
 
         Raises:
-            ValueError: ``repeat < 1``.
+            ValueError: ``repeat < 1``, or ``reward`` not in :attr:`REWARDS`.
         """
-        gym.utils.RecordConstructorArgs.__init__(self, repeat=repeat)
+        gym.utils.RecordConstructorArgs.__init__(self, repeat=repeat, reward=reward)
         gym.Wrapper.__init__(self, env)
         if repeat < 1:
             raise ValueError(f"repeat must be >= 1, got {repeat}")
+        if reward not in self.REWARDS:
+            raise ValueError(f"reward must be one of {self.REWARDS}, got {reward!r}")
         self.repeat = repeat
+        self.reward = reward
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
-        """Step the inner env up to ``repeat`` times with ``action``; return the last step's results."""
+        """Step the inner env up to ``repeat`` times with ``action``; the last step's results, and
+        the summed or last reward."""
         steps = 0
+        total = 0.0
         while True:
             obs, reward, terminated, truncated, info = self.env.step(action)
             steps += 1
+            total += float(reward)
             if terminated or truncated or steps == self.repeat:
                 break
         info = {**info, "env_steps": steps}
-        return obs, reward, terminated, truncated, info
+        return obs, (total if self.reward == "sum" else reward), terminated, truncated, info
