@@ -1,9 +1,10 @@
 """Milliseconds per gradient step of a preset's learner, HER sampling included, per setting.
 
 Builds the preset's model through mtgc (``training.prepare``: the same env, buffer and networks
-``mtgc train`` uses), collects past ``learning_starts``, then times ``model.train`` for each
-variant. Each variant is a semicolon-separated list of ``--set`` overrides; ``-`` is the preset as
-it is. Run it pinned to one core (``taskset -c 1``): it sets one torch thread unless ``--threads``.
+``mtgc train`` uses), collects past ``learning_starts``, then times calls of
+``model.train(gradient_steps=1)`` for each variant. Each variant is a semicolon-separated list
+of ``--set`` overrides; ``-`` is the preset as it is. Run it pinned to one core
+(``taskset -c 1``): it sets one torch thread unless ``--threads``.
 
     taskset -c 1 python benchmarks/gradient_step_cost.py --preset fetch-push \\
         --variant - --variant algo.precision=bfloat16 \\
@@ -30,9 +31,13 @@ def cost_ms(preset: str, sets: list[str], steps: int) -> float:
             warnings.simplefilter("ignore")
             model.learn(1100)  # past learning_starts: the buffer holds 22 whole episodes
         batch = model.batch_size
-        model.train(gradient_steps=5, batch_size=batch)  # warm-up (first-call allocations)
+        for _ in range(5):  # warm-up (first-call allocations)
+            model.train(gradient_steps=1, batch_size=batch)
         start = time.perf_counter()
-        model.train(gradient_steps=steps, batch_size=batch)
+        # One step per call, as training takes them (one gradient step per decision): each call
+        # pays its own set-up (learning-rate update, mode switch, in bfloat16 the weight casts).
+        for _ in range(steps):
+            model.train(gradient_steps=1, batch_size=batch)
         return (time.perf_counter() - start) / steps * 1e3
     finally:
         setup.close()

@@ -229,6 +229,9 @@ def random_states(model: BaseAlgorithm, env: VecEnv, eval_env: VecEnv) -> dict[s
         "train_envs": _env_generators(env),
         "eval_envs": _env_generators(eval_env),
         "action_space": space_rng,  # random actions before learning_starts
+        # Behaviour cloning's minibatch generator: the demonstrations drawn after a resume are
+        # the ones an uninterrupted run would have drawn.
+        "demo_sampler": getattr(getattr(model, "_sampler", None), "rng", None),
     }
 
 
@@ -251,6 +254,9 @@ def set_random_states(states: dict[str, Any], model: BaseAlgorithm, env: VecEnv,
     if states.get("action_space") is not None:
         # gymnasium's Space has no setter for its generator; SB3's load re-seeded it.
         model.action_space._np_random = states["action_space"]  # type: ignore[attr-defined]
+    sampler = getattr(model, "_sampler", None)
+    if states.get("demo_sampler") is not None and sampler is not None:
+        sampler.rng = states["demo_sampler"]
 
 
 # ---------------------------------------------------------------------------------------------

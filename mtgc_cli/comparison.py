@@ -324,6 +324,16 @@ def _final_scores(summary: dict[str, Any]) -> list[float]:
     return list(per_task.values()) if per_task else [summary["final_eval_success"]]
 
 
+def finished(summary: dict[str, Any] | None, config: RunConfig) -> bool:
+    """A cell's run trained its whole budget and was evaluated there."""
+    return (
+        summary is not None
+        and summary.get("status") == "done"
+        and int(summary.get("steps") or 0) >= config.train.timesteps
+        and summary.get("final_eval_success") is not None
+    )
+
+
 def aggregate(
     cells: list[Cell], baseline: str | None = None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -336,8 +346,11 @@ def aggregate(
     per_run = []
     for cell in cells:
         summary = runs.read_summary(cell.run_dir)
-        if summary is None or summary.get("final_eval_success") is None:
-            continue  # not run, or stopped before its first eval: nothing to aggregate
+        if not finished(summary, cell.config):
+            # Not run, stopped, or failed part-way (a resume that failed leaves the summary of the
+            # stop): a mid-run score is not a final one, so the cell is left out, not averaged in.
+            continue
+        assert summary is not None
         steps, success = read_curve(cell.run_dir)
         run_row: dict[str, Any] = {
             "strategy": cell.strategy,

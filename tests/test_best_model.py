@@ -79,6 +79,13 @@ def test_run_reports_the_re_evaluated_best_model(tmp_path: Path) -> None:
     # 10 eval episodes, re-evaluated on 4 x 10 new ones; the summary says how the model was chosen.
     assert summary["best_eval_episodes"] == 40
     assert "re-evaluated on 40 new episodes" in summary["best_selection"]
+    # The reported score is the chosen model once more, on 40 episodes that chose nothing; the
+    # re-evaluation that chose it (a maximum over candidates) is reported beside it.
+    assert summary["best_eval_source"] == "fresh"
+    assert "on 40 more new episodes" in summary["best_selection"]
+    assert (summary["best_recheck_success"] * 40) == pytest.approx(
+        round(summary["best_recheck_success"] * 40)
+    )
     step = summary["best_eval_step"]
     assert step in (100, 200, 300, 400)
     low, high = summary["best_eval_interval"]

@@ -39,7 +39,13 @@ def make_cells(
             run_dir.mkdir(parents=True)
             runs.write_summary(
                 run_dir,
-                {"status": "done", "final_eval_success": final, "final_task_success": None, "seconds": 10.0},
+                {
+                    "status": "done",
+                    "steps": config.train.timesteps,
+                    "final_eval_success": final,
+                    "final_task_success": None,
+                    "seconds": 10.0,
+                },
             )
             with (run_dir / runs.PROGRESS).open("w", newline="") as f:
                 writer = csv.DictWriter(f, fieldnames=runs.PROGRESS_FIELDS, restval="")
@@ -201,3 +207,16 @@ def test_compare_table_has_one_cell_per_column() -> None:
     assert cells["IQM"] == ["0.95 [0.85, 1.00]"] and cells["mean"] == ["0.90 [0.80, 1.00]"]
     assert cells["vs future"] == ["+0.10 [-0.05, +0.20]"] and cells["wall s"] == ["47"]
     assert cells["steps to 50%"] == ["4,000 (3/3)"] and cells["steps to 90%"] == ["> 8,000 (1/3; 2 censored)"]
+
+
+def test_a_cell_that_did_not_finish_its_budget_is_left_out(tmp_path: Path) -> None:
+    # Three seeds at 1.0, 0.0 and 0.0; seed 1 was stopped mid-run and seed 2's resume failed (its
+    # summary is the stop's, at half the budget). Only seed 0 finished: it alone is aggregated.
+    cells = make_cells(tmp_path, {"future": [(1.0, [1.0] * 8), (0.0, [0.0] * 8), (0.0, [0.0] * 8)]})
+    stopped, failed = cells[1].run_dir, cells[2].run_dir
+    runs.write_summary(stopped, {**runs.read_summary(stopped), "status": "interrupted"})
+    half = cells[2].config.train.timesteps // 2
+    runs.write_summary(failed, {**runs.read_summary(failed), "steps": half})
+    rows, per_run = aggregate(cells)
+    assert [r["seed"] for r in per_run] == [0]
+    assert rows[0]["seeds"] == 1 and rows[0]["final_success_mean"] == 1.0

@@ -249,6 +249,11 @@ class BehaviourCloning(BaseAlgorithm):
             self._setup_model()
             self._load_demonstrations()
 
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        # The optimiser's state too (Adam's moments and step count), as SB3's SAC saves its
+        # optimisers: a resumed run then continues the same optimisation instead of restarting it.
+        return ["policy", "policy.optimizer"], []
+
     def _excluded_save_params(self) -> list[str]:
         # The demonstrations stay in the dataset; the saved model holds the policy only.
         return [*super()._excluded_save_params(), "_sampler", "_validation"]
