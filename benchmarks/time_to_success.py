@@ -273,37 +273,45 @@ def report(outcomes: list[Outcome], args: argparse.Namespace) -> None:
 
     table = Table(title=f"time to success: {args.minutes:.0f} min budget, {args.eval_episodes} eval episodes")
     for column in ("preset", "seed", "cores", "to 0.5: min / steps", "to 0.9: min / steps", "final",
-                   "steps", "env steps/s", "grad steps/s", "status"):  # fmt: skip
+                   "best, fresh", "steps", "env steps/s", "grad steps/s", "status"):  # fmt: skip
         table.add_column(column)
     for o in outcomes:
         table.add_row(
             o.preset, str(o.seed), o.cores,
             _fmt_reach(o.reached.get("0.5")), _fmt_reach(o.reached.get("0.9")),
-            "-" if o.final_success is None else f"{o.final_success:.2f}", f"{o.env_steps:,}",
+            "-" if o.final_success is None else f"{o.final_success:.2f}",
+            "-" if not o.best_fresh else f"{o.best_fresh['success']:.2f}", f"{o.env_steps:,}",
             "-" if o.env_steps_per_s is None else f"{o.env_steps_per_s:.1f}",
             "-" if o.gradient_steps_per_s is None else f"{o.gradient_steps_per_s:.1f}", o.status,
         )  # fmt: skip
     for preset in dict.fromkeys(o.preset for o in outcomes):
         mine = [o for o in outcomes if o.preset == preset]
-        cells = []
-        for threshold in THRESHOLDS:
-            hits = [o.reached[str(threshold)] for o in mine]
-            reached = [h["minutes"] for h in hits if h]
-            # Runs that never got there count as beyond the budget: the median is only a number
-            # when at least half the seeds reached the threshold.
-            ordered = sorted(reached) + [float("inf")] * (len(hits) - len(reached))
-            median = statistics.median(ordered) if ordered else float("inf")
-            cells.append(
-                f"{median:.1f} min ({len(reached)}/{len(hits)})"
-                if median != float("inf")
-                else f"> budget ({len(reached)}/{len(hits)})"
-            )
+        cells = [seed_share(mine, threshold) for threshold in THRESHOLDS]
         finals = [o.final_success for o in mine if o.final_success is not None]
+        fresh = [o.best_fresh["success"] for o in mine if o.best_fresh]
         table.add_row(
-            preset, "median", "", cells[0], cells[1], f"{statistics.median(finals):.2f}" if finals else "-",
-            "", "", "", "",
+            preset, f"{len(mine)} seeds", "", cells[0], cells[1],
+            f"{statistics.median(finals):.2f}" if finals else "-",
+            f"{statistics.median(fresh):.2f}" if fresh else "-", "", "", "", "",
         )  # fmt: skip
     Console(width=max(Console().width, 170)).print(table)
+
+
+def seed_share(mine: list[Outcome], threshold: float) -> str:
+    """Seeds that reached ``threshold``: their share with its 95% Wilson interval over seeds, and
+    the Kaplan-Meier median of the minutes to it (a seed that never got there is censored at the
+    minutes it was followed; the median is "> budget" while fewer than half got there)."""
+    from mtgc_cli.comparison import time_to_threshold
+    from mtgc_cli.evaluation import wilson_interval
+
+    hits = [o.reached.get(str(threshold)) for o in mine]
+    minutes = [h["minutes"] if h else None for h in hits]
+    horizons = [o.minutes for o in mine]
+    reached = sum(m is not None for m in minutes)
+    low, high = wilson_interval(reached, len(mine))
+    median = time_to_threshold(minutes, horizons).median
+    when = f"median {median:.1f} min" if median is not None else "median > budget"
+    return f"{reached}/{len(mine)} seeds [{low:.2f}, {high:.2f}], {when}"
 
 
 def plot(outcomes: list[Outcome], path: Path) -> None:
@@ -357,7 +365,22 @@ def main() -> None:
     )
     parser.add_argument("--set", action="append", help="KEY=VALUE passed to every run")
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/time_to_success"))
+    parser.add_argument(
+        "--report",
+        type=Path,
+        nargs="+",
+        help="print the table (and plot) of earlier time_to_success.json files, runs nothing",
+    )
     args = parser.parse_args()
+    if args.report:
+        outcomes = []
+        for path in args.report:
+            outcomes += [Outcome(**run) for run in json.loads(path.read_text())["runs"]]
+        saved = json.loads(args.report[0].read_text())["args"]
+        args.eval_episodes, args.minutes = saved["eval_episodes"], saved["minutes"]
+        report(outcomes, args)
+        plot(outcomes, args.report[0].with_name("time_to_success_report.png"))
+        return
     if args.parallel > (os.cpu_count() or 1):
         parser.error(f"--parallel {args.parallel} exceeds the {os.cpu_count()} cores")
     if args.cores is not None:
