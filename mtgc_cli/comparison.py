@@ -9,6 +9,7 @@ module keeps the grid, the statistics and the plots.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import time
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from mtgc_cli import backends, presets, runs
+from mtgc_cli import backends, folder_lock, presets, runs
 from mtgc_cli.backends import Backend, Job
 from mtgc_cli.console import ProgressView, Snapshot, stderr
 from mtgc_cli.errors import RunFailed, UsageError
@@ -548,27 +549,32 @@ def compare(
 
     for strategy in dict.fromkeys(cell.strategy for cell in cells):
         prepare(next(c for c in cells if c.strategy == strategy).config).close()
-    # A cluster that cannot be reached is reported before any run folder is touched.
-    with runner.started(folder):
-        # Before anything runs or prints: a folder holding another config is an error, not overwritten.
-        states = {cell.run_dir: cell_state(cell) for cell in cells}
-        stderr.print(
-            f"[bold]mtgc compare[/] {cells[0].config.name}: {', '.join(strategies)} x {n_seeds} seeds, "
-            f"{len(cells)} runs, {runner.describe()} -> {folder}"
-        )
-        start = time.perf_counter()
-        view = ProgressView()
-        with view.live():
-            failures, stopped = run_grid(cells, states, runner, view, command or ["mtgc", "compare"])
-        wall = time.perf_counter() - start
-    if stopped is not None:
-        # Nothing is aggregated from a grid cut short; the same command goes on with it.
-        return CompareResult(folder, [], wall, stopped)
-    rows, per_run = aggregate(cells, baseline)
-    record = runner.record()
-    write_outputs(folder, cells[0].config.name, rows, per_run, wall, record.get("workers"), record)
-    if failures:
-        for failure in failures:
-            stderr.print(f"failed: {failure}")
-        raise RunFailed(f"{len(failures)} of {len(cells)} runs failed; the others are in {folder}")
-    return CompareResult(folder, rows, wall, None)
+    # Held until the outputs are written (the stack closes after them).
+    with contextlib.ExitStack() as held:
+        # A cluster that cannot be reached is reported before any run folder is touched.
+        with runner.started(folder):
+            # One compare per folder (the cells' runs each hold their own folder's lock too).
+            folder.mkdir(parents=True, exist_ok=True)
+            held.enter_context(folder_lock.hold(folder, "compare folder"))
+            # Before anything runs or prints: a folder holding another config is an error, not overwritten.
+            states = {cell.run_dir: cell_state(cell) for cell in cells}
+            stderr.print(
+                f"[bold]mtgc compare[/] {cells[0].config.name}: {', '.join(strategies)} x {n_seeds} seeds, "
+                f"{len(cells)} runs, {runner.describe()} -> {folder}"
+            )
+            start = time.perf_counter()
+            view = ProgressView()
+            with view.live():
+                failures, stopped = run_grid(cells, states, runner, view, command or ["mtgc", "compare"])
+            wall = time.perf_counter() - start
+        if stopped is not None:
+            # Nothing is aggregated from a grid cut short; the same command goes on with it.
+            return CompareResult(folder, [], wall, stopped)
+        rows, per_run = aggregate(cells, baseline)
+        record = runner.record()
+        write_outputs(folder, cells[0].config.name, rows, per_run, wall, record.get("workers"), record)
+        if failures:
+            for failure in failures:
+                stderr.print(f"failed: {failure}")
+            raise RunFailed(f"{len(failures)} of {len(cells)} runs failed; the others are in {folder}")
+        return CompareResult(folder, rows, wall, None)

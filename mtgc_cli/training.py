@@ -23,7 +23,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat, configure
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize, sync_envs_normalization
 
-from mtgc_cli import checkpoint, runs
+from mtgc_cli import checkpoint, folder_lock, runs
 from mtgc_cli.algos import make_model
 from mtgc_cli.console import Snapshot, warn
 from mtgc_cli.envs.factory import make_vec_env, normalize, task_encoding_for
@@ -675,9 +675,11 @@ def run(
     run_dir = run_dir or runs.new_run_dir(root, setup.config)
     try:
         runs.write_run_files(run_dir, setup.config, command)
-        if setup.encoding is not None and setup.encoding.kind == "language":
-            setup.encoding.save(run_dir / runs.TASK_ENCODING)
-        return train(setup, run_dir, report, stop)
+        # One writer per run folder, for as long as this run writes it.
+        with folder_lock.hold(run_dir):
+            if setup.encoding is not None and setup.encoding.kind == "language":
+                setup.encoding.save(run_dir / runs.TASK_ENCODING)
+            return train(setup, run_dir, report, stop)
     except BaseException:
         runs.remove_unfinished(run_dir)
         raise
@@ -700,9 +702,11 @@ def resume(
     """
     run_dir = plan.run_dir
     try:
-        restored = checkpoint.restore(plan, setup.model, setup.env, setup.eval_env, warn)
-        setup.model = restored.model
-        runs.record_resume(run_dir, setup.config, command)
-        return train(setup, run_dir, report, stop, resumed=restored.trainer)
+        # One writer per run folder: taken before the restore rewinds anything in it.
+        with folder_lock.hold(run_dir):
+            restored = checkpoint.restore(plan, setup.model, setup.env, setup.eval_env, warn)
+            setup.model = restored.model
+            runs.record_resume(run_dir, setup.config, command)
+            return train(setup, run_dir, report, stop, resumed=restored.trainer)
     finally:
         setup.close()

@@ -270,3 +270,49 @@ def test_interrupted_compare_run_again_resumes_every_cell(tmp_path: Path) -> Non
     assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["future-s0", "none-s0"]
     data = json.loads((folder / "compare.json").read_text())
     assert [row["seeds"] for row in data["strategies"]] == [1, 1]
+
+
+def test_a_second_writer_on_a_training_run_is_refused_in_one_line(tmp_path: Path) -> None:
+    # `--resume R` while another process still trains R: both wrote into R (every eval twice in
+    # progress.csv, two TensorBoard files). Now the second gets one line naming the first, exit 2.
+    first = start([*TRAIN[:4], "100000", *TRAIN[5:], "--runs-dir", "runs"], tmp_path)
+    try:
+        wait_for(first, single_run(tmp_path))
+        (run,) = run_dirs(tmp_path)
+        wait_for(first, whole_at(run, 200))
+        command_lines = (run / "command.txt").read_text()
+        second = start(["train", "--resume", str(run), "--timesteps", "200000"], tmp_path)
+        code, _, err = finish(second)
+        assert code == 2, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("mtgc: error: run folder"), lines
+        assert f"being written by process {first.pid}" in lines[0] and "valid:" in lines[0]
+        assert (run / "command.txt").read_text() == command_lines  # no resume recorded
+        assert first.poll() is None  # the first writer goes on
+    finally:
+        first.send_signal(signal.SIGINT)
+        finish(first)
+    steps = progress_steps(run)
+    assert steps == sorted(set(steps))  # every eval once, in order
+    # Once the first has stopped, the run can be resumed.
+    resumed = start(["train", "--resume", str(run), "--timesteps", str(steps[-1] + 200)], tmp_path)
+    code, _, err = finish(resumed)
+    assert code == 0, err
+
+
+def test_two_compares_in_one_folder_one_proceeds_the_other_exits_2(tmp_path: Path) -> None:
+    grid = ["compare", "--preset", "bit-flip", "--strategies", "none,future", "--seeds", "1",
+            "--timesteps", "100000", "--name", "shared", "--runs-dir", "runs", *SETTINGS]  # fmt: skip
+    first = start(grid, tmp_path)
+    try:
+        wait_for(first, lambda: len(run_dirs(tmp_path / "runs")) >= 1)
+        second = start(grid, tmp_path)
+        code, _, err = finish(second)
+        assert code == 2, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("mtgc: error: compare folder"), lines
+        assert f"process {first.pid}" in lines[0]
+        assert first.poll() is None
+    finally:
+        first.send_signal(signal.SIGINT)
+        finish(first)

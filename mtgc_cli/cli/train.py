@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mtgc_cli import presets, runs
+from mtgc_cli import folder_lock, presets, runs
 from mtgc_cli.cli import options
 from mtgc_cli.cli.app import app, invocation
 from mtgc_cli.console import ProgressView, resume_line, stderr, stdout, summary_table, warn
@@ -55,6 +55,8 @@ def train(
             raise UsageError(
                 f"--resume {resume}: no {runs.CONFIG} there; valid: a run folder of `mtgc train`"
             )
+        # Another process still writing the run: one line, before anything is built or printed.
+        folder_lock.check_free(resume)
         # The run's own config, or the preset given, with any overrides: it must be the run's.
         source = preset or str(resume / runs.CONFIG)
         config = presets.load(source, timesteps=timesteps, seed=seed, strategy=strategy, sets=sets or [])
