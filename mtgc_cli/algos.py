@@ -18,6 +18,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
+from mtgc_cli.bounded_target import BoundedTarget
 from mtgc_cli.errors import UsageError
 from mtgc_cli.imitation.bc import HEADS, BehaviourCloning
 from mtgc_cli.precision import Bfloat16Training
@@ -56,18 +57,25 @@ def algo_class(name: str) -> type[OffPolicyAlgorithm]:
         raise UsageError(f"unknown algorithm '{name}'; valid: {', '.join(ALGORITHMS)}") from None
 
 
-_BFLOAT16_CLASSES: dict[str, type[OffPolicyAlgorithm]] = {}
+_MIXED_CLASSES: dict[tuple[str, tuple[type, ...]], type[OffPolicyAlgorithm]] = {}
 
 
 def model_class(algo: AlgoConfig) -> type[OffPolicyAlgorithm]:
-    """The class that trains ``algo``: the SB3 class, or its bfloat16 subclass for ``precision``."""
+    """The class that trains ``algo``: the SB3 class, or its subclass with the mixins that
+    ``precision`` and ``target_bound`` ask for (their training differs, their saved models do not)."""
     cls = algo_class(algo.name)
-    if algo.precision == "float32":
+    mixins: tuple[type, ...] = ()
+    if algo.precision == "bfloat16":
+        mixins += (Bfloat16Training,)
+    if algo.target_bound == "sparse":
+        mixins += (BoundedTarget,)
+    if not mixins:
         return cls
-    if algo.name not in _BFLOAT16_CLASSES:
-        # One subclass per algorithm, named after it, so SB3's messages still say e.g. TQC.
-        _BFLOAT16_CLASSES[algo.name] = type(cls.__name__, (Bfloat16Training, cls), {})
-    return _BFLOAT16_CLASSES[algo.name]
+    key = (algo.name, mixins)
+    if key not in _MIXED_CLASSES:
+        # One subclass per combination, named after the algorithm, so SB3's messages still say TQC.
+        _MIXED_CLASSES[key] = type(cls.__name__, (*mixins, cls), {})
+    return _MIXED_CLASSES[key]
 
 
 def _parameters(cls: type[BaseAlgorithm]) -> dict[str, inspect.Parameter]:
@@ -285,6 +293,10 @@ def check_algo_kwargs(algo: AlgoConfig, source: str = "preset") -> None:
         # Behaviour cloning steps in its own loop, not in ``train``: the setting would do nothing.
         raise UsageError(
             f"{source}: algo.precision applies to sac, td3, ddpg, tqc and dqn; bc trains in float32"
+        )
+    if algo.target_bound != "none" and algo.name == "bc":
+        raise UsageError(
+            f"{source}: algo.target_bound applies to sac, td3, ddpg, tqc and dqn; bc has no target"
         )
     if algo.noise_std is not None and algo.name not in ("td3", "ddpg", "sac", "tqc"):
         raise UsageError(f"{source}: algo.noise_std applies to continuous actions (sac, td3, ddpg, tqc)")

@@ -167,6 +167,9 @@ class AlgoConfig(BaseModel):
     # float32), which took 0.60-0.78x the float32 time per step here. Collection, eval and saved
     # models stay float32, so plain SB3 loads them.
     precision: Literal["float32", "bfloat16"] = "float32"
+    # sparse: the target networks' values clipped to [-1/(1-gamma), 0], the range of returns of a
+    # reward in [-1, 0] per decision (baselines' clip_return; mtgc_cli/bounded_target.py).
+    target_bound: Literal["none", "sparse"] = "none"
 
     @property
     def kwargs(self) -> dict[str, Any]:

@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 import torch
 from sb3_contrib import TQC
+from stable_baselines3 import SAC
 from stable_baselines3.common.logger import Logger
 
 from mtgc_cli import checkpoint, presets, training
 from mtgc_cli.algos import model_class
 from mtgc_cli.errors import UsageError
 from mtgc_cli.evaluation import load_for_eval
-from mtgc_cli.precision import Bfloat16Training, bfloat16_gradient_steps
+from mtgc_cli.precision import Bfloat16Training, bfloat16_gradient_steps, networks
 from mtgc_cli.presets import AlgoConfig
 from tests.conftest import run_dirs
 
@@ -185,3 +186,39 @@ def test_bfloat16_gradient_step_matches_float32_on_saturated_actions(name: str) 
     # value (33.1 against 16.5) with tanh saturating in bfloat16.
     assert logged16["train/ent_coef_loss"] == pytest.approx(logged32["train/ent_coef_loss"], rel=1e-3)
     assert logged16["train/actor_loss"] == pytest.approx(logged32["train/actor_loss"], rel=1e-2)
+
+
+@pytest.mark.parametrize("name", ["sac", "tqc"])
+def test_target_bound_clips_the_target_networks_to_the_sparse_return_range(name: str, tmp_path) -> None:
+    # algo.target_bound: sparse keeps every target value in [-1/(1-gamma), 0] (baselines'
+    # clip_return); the critic itself is not clipped, and the saved model is the plain class's.
+    cls = model_class(
+        AlgoConfig.model_validate({"name": name, "precision": "bfloat16", "target_bound": "sparse"})
+    )
+    model = cls(
+        "MlpPolicy", gym.make("Pendulum-v1"), gamma=0.9, policy_kwargs={"net_arch": [16]}, device="cpu"
+    )
+    assert isinstance(model, Bfloat16Training) and type(model).__name__ == name.upper()
+    obs = torch.zeros((4, 3))
+    action = torch.zeros((4, 1))
+    for bias, bound in ((100.0, 0.0), (-100.0, -10.0)):
+        with torch.no_grad():
+            for network in (model.critic, model.critic_target):
+                for head in networks(network):  # each Q or quantile head: its output layer
+                    last = [m for m in head.modules() if isinstance(m, torch.nn.Linear)][-1]
+                    last.bias.fill_(bias)
+                    last.weight.zero_()
+            target = model.critic_target(obs, action)
+            values = torch.cat(target) if isinstance(target, tuple) else target
+            critic = model.critic(obs, action)
+            raw = torch.cat(critic) if isinstance(critic, tuple) else critic
+        assert torch.all(values == bound) and torch.all(raw == bias)
+    model.save(tmp_path / "m.zip")
+    plain_class = {"tqc": TQC, "sac": SAC}[name]
+    assert type(plain_class.load(tmp_path / "m.zip", device="cpu")) is plain_class
+
+
+def test_target_bound_is_refused_for_bc() -> None:
+    with pytest.raises(UsageError) as err:
+        presets.load("point-tasks-bc", sets=["algo.target_bound=sparse"])
+    assert "algo.target_bound" in str(err.value)
