@@ -26,6 +26,7 @@ from mtgc_cli.backends import Backend, Job
 from mtgc_cli.console import ProgressView, Snapshot, stderr
 from mtgc_cli.errors import RunFailed, UsageError
 from mtgc_cli.evaluation import wilson_interval
+from mtgc_cli.names import check_name
 from mtgc_cli.presets import RunConfig
 
 
@@ -53,6 +54,8 @@ def expand(
         raise UsageError(f"--strategies lists a strategy twice: {','.join(strategies)}")
     if n_seeds <= 0:
         raise UsageError(f"--seeds must be a positive number of seeds, got {n_seeds}")
+    if name is not None:
+        check_name(name, "--name")  # runs/compare/<name>/: one folder inside --runs-dir
     base = presets.load(preset, timesteps=timesteps, sets=sets or [])
     folder = root / "compare" / (name or base.name)
     cells = []

@@ -19,6 +19,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mtgc_cli.errors import UsageError
+from mtgc_cli.names import VALID as VALID_NAME
+from mtgc_cli.names import name_problem
 
 GOAL_STRATEGIES = ("none", "final", "future", "episode")
 TASK_RELABELS = ("none", "random", "best")
@@ -214,6 +216,15 @@ class RunConfig(_Section):
     algo: AlgoConfig
     relabel: RelabelConfig = Field(default_factory=RelabelConfig)
     train: TrainConfig
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_one_path_component(cls, value: str) -> str:
+        # The run folder is runs/<name>/: a name like ../x or /abs would write outside --runs-dir.
+        problem = name_problem(value)
+        if problem is not None:
+            raise ValueError(f"{problem}; {VALID_NAME}")
+        return value
 
     @model_validator(mode="after")
     def _relabel_fits_env(self) -> RunConfig:
@@ -439,6 +450,9 @@ def _describe(exc: ValidationError) -> str:
     if error["type"] == "literal_error":
         expected = error.get("ctx", {}).get("expected", "")
         return f"'{where}' is {error['input']!r}; valid: {expected}"
+    if error["type"] == "value_error" and not isinstance(error.get("input"), dict):
+        # A field's own check: its message says what is wrong with the value and what is valid.
+        return f"{where} {str(error['msg']).removeprefix('Value error, ')}"
     if error["type"] == "value_error" and isinstance(error.get("input"), dict):
         # A whole-section check (a model validator): its message names the keys; the section's
         # every value would only bury it.

@@ -29,6 +29,7 @@ from gymnasium import spaces
 from gymnasium.envs.registration import EnvSpec
 
 from mtgc_cli.errors import UsageError
+from mtgc_cli.names import excerpt, name_problem
 
 DEFAULT_DATA_DIR = "data"
 METADATA_KEY = "mtgc"
@@ -43,14 +44,19 @@ def data_root(data_dir: str | Path | None = None) -> Path:
 
 
 def check_dataset_id(dataset_id: str, option: str = "--dataset") -> None:
-    if not _ID.match(dataset_id):
+    # Each part is a folder under the data dir: no '..' or empty part may climb out of it.
+    parts_safe = isinstance(dataset_id, str) and all(
+        name_problem(part) is None for part in dataset_id.split("/")
+    )
+    if not parts_safe or not _ID.match(dataset_id):
         raise UsageError(
-            f"{option} '{dataset_id}' is not a Minari dataset id; valid: namespace/name-v<N>, "
+            f"{option} {excerpt(dataset_id)} is not a Minari dataset id; valid: namespace/name-v<N>, "
             "e.g. mtgc/fetch-pick-and-place-v0"
         )
 
 
 def dataset_dir(root: Path, dataset_id: str) -> Path:
+    check_dataset_id(dataset_id, "dataset id")
     return root / dataset_id
 
 

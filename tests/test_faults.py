@@ -1,0 +1,71 @@
+"""Issue 17: faults and bad inputs that gave tracebacks, wrote outside the chosen folder, or
+trained on silently. Each is one line on stderr and an exit code, and leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.test_bad_input import BIT_FLIP
+from tests.test_cli import assert_one_line_error
+
+PRESETS = Path(__file__).resolve().parent.parent / "presets"
+
+
+def files_under(root: Path) -> set[Path]:
+    return {Path(top) / name for top, dirs, files in os.walk(root) for name in [*files, *dirs]}
+
+
+def bit_flip_preset(tmp_path: Path, **changes: object) -> Path:
+    data = yaml.safe_load((PRESETS / "bit-flip.yaml").read_text())
+    data.update(changes)
+    path = tmp_path / "preset.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def tiny(preset: Path) -> list[str]:
+    return ["--preset", str(preset), *BIT_FLIP[3:]]
+
+
+# -- item 4: a name is one path component ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../../escaped", "ABS", "a/b", "..", ".", "", "x" * 300, "bad name", "tab\tname"],
+    ids=["parent", "absolute", "subfolder", "dotdot", "dot", "empty", "300-chars", "space", "tab"],
+)
+def test_a_preset_name_that_is_not_one_safe_name_is_refused(invoke, tmp_path: Path, name: str) -> None:
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    absolute = tmp_path / "abs"
+    preset = bit_flip_preset(tmp_path, name=str(absolute) if name == "ABS" else name)
+    before = files_under(tmp_path)
+    os.chdir(work)
+    result = invoke("train", *tiny(preset), "--runs-dir", str(work / "runs"))
+    assert_one_line_error(result, 2, "name ", "valid: 1-100 characters of A-Z a-z 0-9 . _ -")
+    assert files_under(tmp_path) == before
+    assert not absolute.exists()
+
+
+def test_set_name_and_compare_name_are_checked_too(invoke, tmp_path: Path) -> None:
+    result = invoke(*BIT_FLIP, "--set", "name=../../escaped")
+    assert_one_line_error(result, 2, "name is '../../escaped': a path, not one name", "valid:")
+    result = invoke(
+        "compare", *BIT_FLIP[1:3], "--seeds", "1", "--name", "../../../escaped2", "--timesteps", "200"
+    )
+    assert_one_line_error(result, 2, "--name is '../../../escaped2': a path", "valid:")
+    assert list(tmp_path.iterdir()) == []
+    assert not (tmp_path.parent.parent / "escaped2").exists()
+
+
+@pytest.mark.parametrize("dataset", ["../../evil-v0", "mtgc/../../evil-v0", "/tmp/evil-v0", "mtgc//x-v0"])
+def test_a_dataset_id_cannot_climb_out_of_the_data_dir(invoke, tmp_path: Path, dataset: str) -> None:
+    result = invoke("collect", "--preset", "point-tasks", "-n", "1", "--dataset", dataset)
+    assert_one_line_error(result, 2, "is not a Minari dataset id", "valid: namespace/name-v<N>")
+    assert list(tmp_path.iterdir()) == []
+    assert not Path("/tmp/evil-v0").exists()
