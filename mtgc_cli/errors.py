@@ -23,3 +23,13 @@ class RunFailed(MtgcError):
     """A failure while a run was going (exit code 1)."""
 
     exit_code = 1
+
+
+def excerpt(value: object, limit: int = 60) -> str:
+    """``value`` as ``repr`` shows it, cut to about ``limit`` characters: what an error line quotes.
+
+    Every value quoted in a one-line error goes through here, so a huge value (a 2 GB string from
+    a YAML alias bomb, a long list) never becomes a huge line.
+    """
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."

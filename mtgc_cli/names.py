@@ -10,17 +10,11 @@ from __future__ import annotations
 
 import re
 
-from mtgc_cli.errors import UsageError
+from mtgc_cli.errors import UsageError, excerpt
 
 MAX_LENGTH = 100
 _SAFE = re.compile(r"[A-Za-z0-9._-]+")
 VALID = f"valid: 1-{MAX_LENGTH} characters of A-Z a-z 0-9 . _ -, not '.' or '..', e.g. my-run"
-
-
-def excerpt(value: object, limit: int = 60) -> str:
-    """``value`` as ``repr`` shows it, cut to about ``limit`` characters for an error line."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def name_problem(value: object) -> str | None:

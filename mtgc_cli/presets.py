@@ -18,9 +18,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mtgc_cli.errors import UsageError
+from mtgc_cli.errors import UsageError, excerpt
 from mtgc_cli.names import VALID as VALID_NAME
 from mtgc_cli.names import name_problem
+from mtgc_cli.validation_lines import valid_for
 
 GOAL_STRATEGIES = ("none", "final", "future", "episode")
 TASK_RELABELS = ("none", "random", "best")
@@ -197,7 +198,8 @@ class RelabelConfig(_Section):
 
 class TrainConfig(_Section):
     timesteps: int = Field(gt=0)
-    seed: int = 0
+    # Seeds feed numpy's SeedSequence, which takes non-negative integers only.
+    seed: int = Field(0, ge=0)
     eval_every: int = Field(gt=0)
     eval_episodes: int = Field(gt=0)
     checkpoint_every: int | None = Field(None, gt=0)
@@ -449,7 +451,7 @@ def _describe(exc: ValidationError) -> str:
         return f"missing key '{where}'"
     if error["type"] == "literal_error":
         expected = error.get("ctx", {}).get("expected", "")
-        return f"'{where}' is {error['input']!r}; valid: {expected}"
+        return f"'{where}' is {excerpt(error['input'])}; valid: {expected}"
     if error["type"] == "value_error" and not isinstance(error.get("input"), dict):
         # A field's own check: its message says what is wrong with the value and what is valid.
         return f"{where} {str(error['msg']).removeprefix('Value error, ')}"
@@ -458,7 +460,12 @@ def _describe(exc: ValidationError) -> str:
         # every value would only bury it.
         message = str(error["msg"]).removeprefix("Value error, ")
         return message if message.startswith(where) else f"'{where}': {message}"
-    return f"'{where}': {error['msg']} (got {error.get('input')!r})"
+    model = _model_at(loc[:-1]) if loc else None
+    field = model.model_fields.get(loc[-1]) if model is not None else None
+    valid = valid_for(error, field.annotation if field is not None else None)
+    if valid is not None:
+        return f"{where} is {excerpt(error.get('input'))}; valid: {valid}"
+    return f"'{where}': {error['msg']} (got {excerpt(error.get('input'))})"
 
 
 def _model_at(loc: Sequence[str]) -> type[BaseModel] | None:

@@ -15,6 +15,22 @@ from tests.test_cli import assert_one_line_error
 PRESETS = Path(__file__).resolve().parent.parent / "presets"
 
 
+@pytest.fixture(scope="module")
+def bit_flip_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished tiny bit-flip run (200 env steps, checkpoints at 100 and 200)."""
+    from typer.testing import CliRunner
+
+    from mtgc_cli.cli.app import app
+    from tests.conftest import run_dirs
+
+    root = tmp_path_factory.mktemp("bit-flip-run")
+    args = [*BIT_FLIP, "--set", "train.checkpoint_every=100", "--runs-dir", str(root / "runs")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (run,) = run_dirs(root)
+    return run
+
+
 def files_under(root: Path) -> set[Path]:
     return {Path(top) / name for top, dirs, files in os.walk(root) for name in [*files, *dirs]}
 
@@ -69,3 +85,26 @@ def test_a_dataset_id_cannot_climb_out_of_the_data_dir(invoke, tmp_path: Path, d
     assert_one_line_error(result, 2, "is not a Minari dataset id", "valid: namespace/name-v<N>")
     assert list(tmp_path.iterdir()) == []
     assert not Path("/tmp/evil-v0").exists()
+
+
+# -- item 5: a negative seed ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [*BIT_FLIP, "--seed", "-1"],
+        [*BIT_FLIP, "--set", "train.seed=-1"],
+        ["compare", *BIT_FLIP[1:5], "--seeds", "1", "--set", "train.seed=-2"],
+    ],
+    ids=["train-seed", "set-train-seed", "compare-set-seed"],
+)
+def test_a_negative_seed_is_one_line_exit_2(invoke, tmp_path: Path, args: list[str]) -> None:
+    result = invoke(*args)
+    assert_one_line_error(result, 2, "train.seed is -", "valid: int >= 0")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_eval_with_a_negative_seed_is_one_line_exit_2(invoke, bit_flip_run: Path) -> None:
+    result = invoke("eval", str(bit_flip_run), "--seed", "-1", "-n", "1")
+    assert_one_line_error(result, 2, "--seed is -1", "valid: a non-negative integer")

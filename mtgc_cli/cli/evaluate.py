@@ -48,6 +48,8 @@ def eval_command(
     """Evaluate a saved model: success with a 95% interval, return, final goal distance, length."""
     if episodes <= 0:
         raise UsageError(f"--episodes must be a positive number, got {episodes}")
+    if seed < 0:
+        raise UsageError(f"--seed is {seed}; valid: a non-negative integer, e.g. --seed 0")
     if video_episodes <= 0:
         raise UsageError(f"--video-episodes must be a positive number, got {video_episodes}")
     from mtgc_cli import runs

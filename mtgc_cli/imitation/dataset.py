@@ -28,8 +28,8 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.registration import EnvSpec
 
-from mtgc_cli.errors import UsageError
-from mtgc_cli.names import excerpt, name_problem
+from mtgc_cli.errors import UsageError, excerpt
+from mtgc_cli.names import name_problem
 
 DEFAULT_DATA_DIR = "data"
 METADATA_KEY = "mtgc"
