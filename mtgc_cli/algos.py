@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -107,7 +108,7 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _int_rule(low: int, *also: int) -> Rule:
@@ -272,10 +273,11 @@ def check_algo_kwargs(algo: AlgoConfig, source: str = "preset") -> None:
         if isinstance(default, float) and isinstance(value, str):
             # YAML 1.1 reads `1e-3` (no dot) as a string; a number is what was meant.
             try:
-                value = float(value)
+                number = float(value)
             except ValueError:
-                pass
-            else:
+                number = math.nan
+            if math.isfinite(number):  # `1e999` reads as inf: left a string, and refused below
+                value = number
                 setattr(algo, key, value)
         rule = RULES_FOR.get(algo.name, {}).get(key) or RULES.get(key)
         if rule is not None:

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mtgc_cli.errors import UsageError, excerpt
+from mtgc_cli.finite import non_finite_message
 from mtgc_cli.names import VALID as VALID_NAME
 from mtgc_cli.names import name_problem
 from mtgc_cli.validation_lines import valid_for
@@ -29,7 +30,8 @@ SAMPLINGS = ("stratified", "uniform")
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan: "inf" as a string is otherwise read as a float (RunConfig refuses the floats).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class TaskConfig(_Section):
@@ -159,7 +161,7 @@ class AlgoConfig(BaseModel):
     unchanged; they are checked against the class's signature when the preset loads (see ``algos.py``).
     """
 
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    model_config = ConfigDict(extra="allow", validate_assignment=True, allow_inf_nan=False)
 
     # bc: behaviour cloning from a demonstration dataset (mtgc_cli/imitation/bc.py).
     name: Literal["sac", "td3", "ddpg", "tqc", "dqn", "bc"]
@@ -218,6 +220,15 @@ class RunConfig(_Section):
     algo: AlgoConfig
     relabel: RelabelConfig = Field(default_factory=RelabelConfig)
     train: TrainConfig
+
+    @model_validator(mode="before")
+    @classmethod
+    def _every_number_finite(cls, data: Any) -> Any:
+        # Every section, the SB3 kwargs and env kwargs included: an inf learning rate trains NaNs.
+        problem = non_finite_message(data)
+        if problem is not None:
+            raise ValueError(problem)
+        return data
 
     @field_validator("name")
     @classmethod
@@ -459,7 +470,7 @@ def _describe(exc: ValidationError) -> str:
         # A whole-section check (a model validator): its message names the keys; the section's
         # every value would only bury it.
         message = str(error["msg"]).removeprefix("Value error, ")
-        return message if message.startswith(where) else f"'{where}': {message}"
+        return message if not loc or message.startswith(where) else f"'{where}': {message}"
     model = _model_at(loc[:-1]) if loc else None
     field = model.model_fields.get(loc[-1]) if model is not None else None
     valid = valid_for(error, field.annotation if field is not None else None)

@@ -108,3 +108,50 @@ def test_a_negative_seed_is_one_line_exit_2(invoke, tmp_path: Path, args: list[s
 def test_eval_with_a_negative_seed_is_one_line_exit_2(invoke, bit_flip_run: Path) -> None:
     result = invoke("eval", str(bit_flip_run), "--seed", "-1", "-n", "1")
     assert_one_line_error(result, 2, "--seed is -1", "valid: a non-negative integer")
+
+
+# -- item 8: non-finite numbers -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("setting", "fragment"),
+    [
+        ("algo.learning_rate=.inf", "algo.learning_rate is inf; valid: a finite number"),
+        ("algo.learning_rate=-.inf", "algo.learning_rate is -inf"),
+        ("algo.learning_rate=1e999", "algo.learning_rate is '1e999'; valid: number > 0"),
+        ("algo.exploration_fraction=.nan", "algo.exploration_fraction is nan; valid: a finite number"),
+        ("env.normalize_clip=inf", "env.normalize_clip is 'inf'; valid: a finite number"),
+        ("env.kwargs.n_bits=.inf", "env.kwargs.n_bits is inf; valid: a finite number"),
+        ("algo.policy_kwargs.net_arch=[16, .inf]", "algo.policy_kwargs.net_arch.1 is inf"),
+        ("relabel.task_fraction=.nan", "relabel.task_fraction is nan"),
+    ],
+)
+def test_a_non_finite_setting_is_refused(invoke, tmp_path: Path, setting: str, fragment: str) -> None:
+    result = invoke(*BIT_FLIP, "--set", setting)
+    assert_one_line_error(result, 2, fragment)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_diverging_run_stops_with_one_line_and_keeps_the_last_finite_checkpoint(
+    invoke, tmp_path: Path
+) -> None:
+    import torch
+    from stable_baselines3.common.save_util import load_from_zip_file
+
+    # A finite but absurd learning rate: Adam's first steps move each weight by ~1e30, the
+    # Q-values overflow and the next gradients are NaN.
+    result = invoke(
+        *BIT_FLIP, "--timesteps", "300", "--set", "algo.learning_starts=100", "--set",
+        "train.checkpoint_every=100", "--set", "train.eval_every=300", "--set", "algo.learning_rate=1e30",
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("mtgc: error: training diverged at "), result.stderr
+    assert "holds inf or NaN; the last finite checkpoint: " in last and "step_100" in last
+    assert "Traceback" not in result.output
+    (run,) = [p for p in (tmp_path / "runs" / "bit-flip").iterdir()]
+    steps = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert steps == ["step_100"]
+    _, params, _ = load_from_zip_file(run / "checkpoints" / "step_100" / "model.zip")
+    assert all(bool(torch.isfinite(t).all()) for t in params["policy"].values())
+    assert not (run / "model.zip").exists()
