@@ -20,7 +20,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
 from mtgc_cli.bounded_target import BoundedTarget
-from mtgc_cli.errors import UsageError
+from mtgc_cli.errors import UsageError, excerpt
 from mtgc_cli.imitation.bc import HEADS, BehaviourCloning
 from mtgc_cli.precision import Bfloat16Training
 from mtgc_cli.presets import AlgoConfig
@@ -282,10 +282,10 @@ def check_algo_kwargs(algo: AlgoConfig, source: str = "preset") -> None:
         rule = RULES_FOR.get(algo.name, {}).get(key) or RULES.get(key)
         if rule is not None:
             if not rule.ok(value):
-                raise UsageError(f"{source}: algo.{key} is {value!r}; valid: {rule.valid}")
+                raise UsageError(f"{source}: algo.{key} is {excerpt(value)}; valid: {rule.valid}")
         elif not _compatible(value, default):
             raise UsageError(
-                f"{source}: algo.{key} is {value!r}; valid: {type(default).__name__} like its default "
+                f"{source}: algo.{key} is {excerpt(value)}; valid: {type(default).__name__} like its default "
                 f"{default!r}"
             )
     _check_policy_kwargs(
@@ -309,13 +309,13 @@ def _check_policy_kwargs(policy_kwargs: Any, rules: dict[str, Rule], source: str
         return
     if not isinstance(policy_kwargs, dict):
         raise UsageError(
-            f"{source}: algo.policy_kwargs is {policy_kwargs!r}; valid: a mapping such as "
+            f"{source}: algo.policy_kwargs is {excerpt(policy_kwargs)}; valid: a mapping such as "
             "{net_arch: [64, 64], activation_fn: relu}"
         )
     for key, value in policy_kwargs.items():
         rule = rules.get(key)
         if rule is not None and not rule.ok(value):
-            raise UsageError(f"{source}: algo.policy_kwargs.{key} is {value!r}; valid: {rule.valid}")
+            raise UsageError(f"{source}: algo.policy_kwargs.{key} is {excerpt(value)}; valid: {rule.valid}")
 
 
 def _compatible(value: Any, default: Any) -> bool:

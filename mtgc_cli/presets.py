@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mtgc_cli import safe_yaml
 from mtgc_cli.errors import UsageError, excerpt
 from mtgc_cli.finite import non_finite_message
 from mtgc_cli.names import VALID as VALID_NAME
@@ -27,6 +28,8 @@ from mtgc_cli.validation_lines import valid_for
 GOAL_STRATEGIES = ("none", "final", "future", "episode")
 TASK_RELABELS = ("none", "random", "best")
 SAMPLINGS = ("stratified", "uniform")
+# A preset is a page of YAML; a file far larger is not one (and is not read into memory whole).
+MAX_PRESET_BYTES = 1_000_000
 
 
 class _Section(BaseModel):
@@ -323,7 +326,11 @@ def resolve_preset(name_or_path: str) -> Path:
 
 def read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
+        if path.stat().st_size > MAX_PRESET_BYTES:
+            raise UsageError(f"{path}: a preset is at most {MAX_PRESET_BYTES:,} bytes; this file is larger")
+        data = safe_yaml.safe_load(path.read_text())
+    except RecursionError as exc:
+        raise UsageError(f"{path}: malformed YAML: nested too deeply") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -349,9 +356,10 @@ def parse_assignment(text: str) -> tuple[list[str], Any]:
     if not path:
         raise UsageError(f"--set '{text}': empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as exc:
-        raise UsageError(f"--set '{text}': value is not valid YAML") from exc
+        value = safe_yaml.safe_load(raw) if raw.strip() else None
+    except (yaml.YAMLError, RecursionError) as exc:
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise UsageError(f"--set {excerpt(text)}: the value is {problem}") from exc
     return path, value
 
 

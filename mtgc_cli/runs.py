@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from mtgc_cli import __version__
+from mtgc_cli import __version__, safe_yaml
 from mtgc_cli.envs.task_encoding import TaskEncoding
 from mtgc_cli.errors import UsageError
 from mtgc_cli.presets import RunConfig, validate
@@ -222,9 +222,10 @@ def open_run(target: Path) -> SavedRun:
     if not config_path.is_file():
         raise UsageError(f"{run_dir}: no {CONFIG} beside the model; expected a run folder from `mtgc train`")
     try:
-        data = yaml.safe_load(config_path.read_text())
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{config_path}: corrupt run config: {exc}") from exc
+        data = safe_yaml.safe_load(config_path.read_text())
+    except (yaml.YAMLError, RecursionError) as exc:
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise UsageError(f"{config_path}: corrupt run config: {problem}") from exc
     if not isinstance(data, dict):
         raise UsageError(f"{config_path}: corrupt run config (not a mapping)")
     return SavedRun(

@@ -155,3 +155,42 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_the_last_finite_checkpoin
     _, params, _ = load_from_zip_file(run / "checkpoints" / "step_100" / "model.zip")
     assert all(bool(torch.isfinite(t).all()) for t in params["policy"].values())
     assert not (run / "model.zip").exists()
+
+
+# -- item 7: YAML alias bombs and huge values in error lines ------------------------------------
+
+
+def alias_bomb(levels: int = 9, width: int = 9) -> str:
+    """``description:`` holding width**levels strings from a few hundred bytes of YAML."""
+    lines = [f"l0: &l0 [{', '.join(['lol'] * width)}]"]
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * width)}]" for i in range(1, levels)]
+    return "\n".join(lines) + f"\ndescription: *l{levels - 1}\n"
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once(invoke, tmp_path: Path) -> None:
+    import time
+
+    base = (PRESETS / "bit-flip.yaml").read_text().split("env:", 1)[1]
+    preset = tmp_path / "bomb.yaml"
+    preset.write_text(alias_bomb() + "env:" + base)
+    start = time.perf_counter()
+    result = invoke("train", "--preset", str(preset), "--runs-dir", str(tmp_path / "runs"))
+    assert time.perf_counter() - start < 10
+    assert_one_line_error(result, 2, "aliases expand to more than 100,000 values", "at line ")
+    assert len(result.stderr) < 300
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_recursive_alias_and_a_bomb_in_set_are_refused(invoke) -> None:
+    result = invoke(*BIT_FLIP, "--set", "description=&a [*a]")
+    assert_one_line_error(result, 2, "--set", "a recursive alias")
+    bomb = "[" + ", ".join(["&x [a, a, a, a, a, a, a, a, a, a]"] + ["*x"] * 9) + "]"
+    result = invoke(*BIT_FLIP, "--set", f"description={bomb}")
+    assert result.exit_code == 2  # small: a wrong type, said in one short line
+    assert len(result.stderr) < 300
+
+
+def test_a_huge_value_is_quoted_as_a_short_excerpt(invoke) -> None:
+    result = invoke(*BIT_FLIP, "--set", f"algo.batch_size={'9' * 5000}x")
+    assert_one_line_error(result, 2, "algo.batch_size is '999", "...9", "999x'; valid: int >= 1")
+    assert len(result.stderr) < 300
