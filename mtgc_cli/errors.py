@@ -48,6 +48,14 @@ MAX_LINE = 290
 
 
 def one_line(message: str, limit: int = MAX_LINE) -> str:
-    """``message`` on one line of at most ``limit`` characters (cut with ``...``)."""
+    """``message`` on one line of at most ``limit`` characters (cut with ``...``, keeping its
+    ``; valid: ...`` part)."""
     text = " ".join(message.split("\n"))
-    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+    if len(text) <= limit:
+        return text
+    # The "; valid: ..." part says what to do: it stays, and the middle goes.
+    cut = text.rfind("; valid:")
+    tail = text[cut:] if cut > 0 else ""
+    if len(tail) > limit // 2:
+        tail = f"{tail[: limit // 2 - 3]}..."
+    return f"{text[: limit - len(tail) - 5]} ... {tail}" if tail else f"{text[: limit - 3]}..."
