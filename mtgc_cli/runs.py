@@ -77,7 +77,7 @@ def versions() -> dict[str, str]:
     return found
 
 
-def check_runs_dir(root: Path) -> None:
+def check_runs_dir(root: Path, option: str = "--runs-dir") -> None:
     """Raise :class:`UsageError` unless folders can be created under ``root``; leaves nothing behind.
 
     Checked when the command line is read, so an unusable ``--runs-dir`` is bad input (exit 2)
@@ -88,13 +88,13 @@ def check_runs_dir(root: Path) -> None:
         existing = existing.parent
     valid = "valid: a folder you can write to, or one that can be created"
     if not existing.is_dir():
-        raise UsageError(f"--runs-dir {root}: {existing} is not a folder; {valid}")
+        raise UsageError(f"{option} {root}: {existing} is not a folder; {valid}")
     try:
         # Permission bits do not tell (root ignores them; /proc refuses everyone): try it.
         probe = tempfile.mkdtemp(prefix=".mtgc-write-check-", dir=existing)
     except OSError as exc:
         raise UsageError(
-            f"--runs-dir {root}: cannot create folders in {existing} ({exc.strerror or exc}); {valid}"
+            f"{option} {root}: cannot create folders in {existing} ({exc.strerror or exc}); {valid}"
         ) from exc
     os.rmdir(probe)
 

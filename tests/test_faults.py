@@ -4,6 +4,10 @@ trained on silently. Each is one line on stderr and an exit code, and leaves not
 from __future__ import annotations
 
 import os
+import resource
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -194,3 +198,54 @@ def test_a_huge_value_is_quoted_as_a_short_excerpt(invoke) -> None:
     result = invoke(*BIT_FLIP, "--set", f"algo.batch_size={'9' * 5000}x")
     assert_one_line_error(result, 2, "algo.batch_size is '999", "...9", "999x'; valid: int >= 1")
     assert len(result.stderr) < 300
+
+
+# -- item 3 and 10: collect onto a full disk, or into a folder it cannot write -------------------
+
+
+def mtgc_with_file_size_limit(args: list[str], cwd: Path, limit: int) -> subprocess.CompletedProcess[str]:
+    """`mtgc ARGS` whose writes fail past ``limit`` bytes a file: EFBIG from the kernel, as a full
+    disk gives ENOSPC (SIGXFSZ ignored, so the write returns the error instead of killing)."""
+
+    def limit_writes() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return subprocess.run(
+        [sys.executable, "-m", "mtgc_cli.cli.app", *args],
+        cwd=cwd,
+        preexec_fn=limit_writes,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_collect_whose_write_fails_is_one_line_exit_1_and_leaves_nothing(tmp_path: Path) -> None:
+    collect = ["collect", "--preset", "point-tasks", "-n", "20", "--data-dir", "data"]
+    done = mtgc_with_file_size_limit(collect, tmp_path, 300_000)  # the dataset is ~2 MB
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith("mtgc: error: writing dataset mtgc/point-tasks-scripted-v0 in "), lines
+    assert "File too large (errno 27); nothing was written" in lines[-1]
+    assert "Traceback" not in done.stderr and "h5py" not in done.stderr
+    assert not (tmp_path / "data").exists()
+    # Nothing in the way of the next collect, which writes a dataset bc reads back.
+    again = subprocess.run(
+        [sys.executable, "-m", "mtgc_cli.cli.app", *collect[:4], "2", *collect[5:]],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    from mtgc_cli.imitation.dataset import read
+
+    demos = read(tmp_path / "data", "mtgc/point-tasks-scripted-v0")
+    assert demos.n_episodes == 8
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["mtgc"]
+
+
+def test_collect_into_a_read_only_data_dir_is_refused_before_collecting(invoke, tmp_path: Path) -> None:
+    result = invoke("collect", "--preset", "point-tasks", "-n", "1", "--data-dir", "/proc/data")
+    assert_one_line_error(result, 2, "--data-dir /proc/data: cannot create folders in /proc", "valid:")
+    (tmp_path / "blocked").write_text("a file")
+    result = invoke("collect", "--preset", "point-tasks", "-n", "1", "--data-dir", "blocked/data")
+    assert_one_line_error(result, 2, "blocked is not a folder", "valid:")

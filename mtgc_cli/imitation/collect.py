@@ -244,7 +244,7 @@ def plan(
     sets: list[str],
 ) -> CollectPlan:
     """Check every input (env, demonstrator, tasks, dataset id and folder); raise UsageError if bad."""
-    from mtgc_cli import presets
+    from mtgc_cli import presets, runs
     from mtgc_cli.imitation.dataset import check_dataset_id, data_root, dataset_dir
 
     if seed < 0:
@@ -274,6 +274,8 @@ def plan(
         )
         check_dataset_id(dataset_id)
         root = data_root(data_dir or bc_settings.get("data_dir"))
+        # A folder that cannot be written is bad input, found before any episode is collected.
+        runs.check_runs_dir(root, "--data-dir" if data_dir else "the data folder")
         if dataset_dir(root, dataset_id).exists() and not overwrite:
             raise UsageError(
                 f"dataset {dataset_id} already exists in {root}; valid: another --dataset, or --overwrite"
