@@ -249,3 +249,16 @@ def test_collect_into_a_read_only_data_dir_is_refused_before_collecting(invoke, 
     (tmp_path / "blocked").write_text("a file")
     result = invoke("collect", "--preset", "point-tasks", "-n", "1", "--data-dir", "blocked/data")
     assert_one_line_error(result, 2, "blocked is not a folder", "valid:")
+
+
+# -- item 6: collect from a run with discrete actions --------------------------------------------
+
+
+def test_collect_from_a_discrete_action_run_is_one_line_exit_2(
+    invoke, tmp_path: Path, bit_flip_run: Path
+) -> None:
+    result = invoke("collect", "--policy", str(bit_flip_run), "-n", "2", "--data-dir", "data")
+    assert_one_line_error(
+        result, 2, "collect records continuous (Box) actions for bc", "Discrete(4)", "valid:"
+    )
+    assert not (tmp_path / "data").exists()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from gymnasium import spaces
 from gymnasium.envs.registration import EnvSpec
 from stable_baselines3.common.vec_env import VecNormalize
 
@@ -283,6 +284,13 @@ def plan(
         if scripted:
             env = per_step_env(env)
         facts, expert = probe_env(env)
+        if not isinstance(facts.action_space, spaces.Box):
+            # Datasets are for bc, which fits continuous actions (a DQN's integer actions would
+            # reach the env as floats).
+            raise UsageError(
+                f"collect records continuous (Box) actions for bc; {env.label} has "
+                f"{facts.action_space}; valid: a run or preset of an env with continuous actions"
+            )
         if scripted:
             if isinstance(expert, UsageError):
                 raise expert
