@@ -262,3 +262,26 @@ def test_collect_from_a_discrete_action_run_is_one_line_exit_2(
         result, 2, "collect records continuous (Box) actions for bc", "Discrete(4)", "valid:"
     )
     assert not (tmp_path / "data").exists()
+
+
+# -- item 12: --resume with a damaged newest model.zip -------------------------------------------
+
+
+def test_resume_says_the_step_it_resumes_at_when_the_newest_model_is_damaged(
+    invoke, tmp_path: Path, bit_flip_run: Path
+) -> None:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(bit_flip_run, run)
+    model = run / "checkpoints" / "step_200" / "model.zip"
+    data = bytearray(model.read_bytes())  # same size, damaged content: the manifest can't tell
+    for i in range(len(data) // 2, len(data) // 2 + 64):
+        data[i] ^= 0xFF
+    model.write_bytes(bytes(data))
+    result = invoke("train", "--resume", str(run), "--timesteps", "300")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stderr.split())  # Rich wraps the header line
+    assert text.startswith(f"mtgc train resuming {run} at 100 env steps"), text
+    assert "step_200: model.zip is damaged" in text and "passed over" in text, text
+    assert "at 200 env steps" not in text
