@@ -58,4 +58,6 @@ def one_line(message: str, limit: int = MAX_LINE) -> str:
     tail = text[cut:] if cut > 0 else ""
     if len(tail) > limit // 2:
         tail = f"{tail[: limit // 2 - 3]}..."
-    return f"{text[: limit - len(tail) - 5]} ... {tail}" if tail else f"{text[: limit - 3]}..."
+    if not tail:
+        return f"{text[: limit - 3]}..."
+    return f"{text[:cut][: limit - len(tail) - 4]} ...{tail}"

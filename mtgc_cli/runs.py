@@ -204,12 +204,29 @@ def _run_dir_of(folder: Path) -> Path:
     return folder.parent.parent if folder.parent.name == CHECKPOINTS else folder
 
 
+def _no_model_yet(target: Path, run_dir: Path) -> str:
+    """What to evaluate in a run folder without model.zip: a run still training writes it last."""
+    if not (run_dir / CONFIG).is_file():
+        return f"{target}: no {MODEL} in this folder; expected a run folder from `mtgc train`"
+    steps = sorted(run_dir.glob(f"{CHECKPOINTS}/step_*/{MODEL}"), key=lambda p: int(p.parent.name[5:]))
+    found = [p.parent for p in reversed(steps)] + [p for p in [run_dir / BEST_MODEL] if p.is_file()]
+    if not found:
+        return (
+            f"{target}: no model yet (a run writes {MODEL} when it ends, checkpoints on the way); "
+            "valid: eval it after its first checkpoint (train.checkpoint_every)"
+        )
+    return (
+        f"{target}: no {MODEL} yet (a run writes it when it ends); valid: a model it has saved "
+        "in that folder: " + ", ".join(str(p.relative_to(run_dir)) for p in found[:3])
+    )
+
+
 def open_run(target: Path) -> SavedRun:
     """A run folder, a checkpoint folder, or a model zip inside either (last, best, checkpoint)."""
     if target.is_dir():
         run_dir, model = _run_dir_of(target), target / MODEL
         if not model.is_file():
-            raise UsageError(f"{target}: no {MODEL} in this folder; expected a run folder from `mtgc train`")
+            raise UsageError(_no_model_yet(target, run_dir))
     elif target.is_file():
         if target.suffix != ".zip":
             raise UsageError(f"{target}: expected a run folder or a model .zip")

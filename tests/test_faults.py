@@ -285,3 +285,27 @@ def test_resume_says_the_step_it_resumes_at_when_the_newest_model_is_damaged(
     assert text.startswith(f"mtgc train resuming {run} at 100 env steps"), text
     assert "step_200: model.zip is damaged" in text and "passed over" in text, text
     assert "at 200 env steps" not in text
+
+
+# -- item 13: eval of a run that is still training -----------------------------------------------
+
+
+def test_eval_of_a_run_without_model_zip_names_what_it_can_evaluate(
+    invoke, tmp_path: Path, bit_flip_run: Path
+) -> None:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(bit_flip_run, run)
+    (run / "model.zip").unlink()  # as while it trains: model.zip is written when it ends
+    result = invoke("eval", str(run), "-n", "1")
+    assert_one_line_error(
+        result, 2, "no model.zip yet",
+        "valid: a model it has saved in that folder: checkpoints/step_200, checkpoints/step_100, best_model.zip",
+    )  # fmt: skip
+    assert "expected a run folder" not in result.stderr
+    assert invoke("eval", str(run / "checkpoints" / "step_200"), "-n", "1").exit_code == 0
+    shutil.rmtree(run / "checkpoints")
+    (run / "best_model.zip").unlink()
+    result = invoke("eval", str(run), "-n", "1")
+    assert_one_line_error(result, 2, "no model yet", "valid: eval it after its first checkpoint")
