@@ -309,3 +309,29 @@ def test_eval_of_a_run_without_model_zip_names_what_it_can_evaluate(
     (run / "best_model.zip").unlink()
     result = invoke("eval", str(run), "-n", "1")
     assert_one_line_error(result, 2, "no model yet", "valid: eval it after its first checkpoint")
+
+
+# -- item 14: repeated, malformed and empty list entries ----------------------------------------
+
+
+def test_a_task_description_given_twice_is_refused(invoke, bit_flip_run: Path) -> None:
+    result = invoke(
+        "eval", str(bit_flip_run), "-n", "1", "--task-description", "east=go right",
+        "--task-description", "east=go left",
+    )  # fmt: skip
+    assert_one_line_error(result, 2, "--task-description gives task 'east' twice", "valid:")
+
+
+@pytest.mark.parametrize("spec", ["east:5;north", "east 5", "east=5;north=3"])
+def test_collect_tasks_in_bad_syntax_says_the_syntax(invoke, tmp_path: Path, spec: str) -> None:
+    result = invoke("collect", "--preset", "point-tasks", "--tasks", spec, "--data-dir", "data")
+    assert_one_line_error(result, 2, "is not NAME or NAME=N; valid: name=count,... e.g. east=100")
+    assert "unknown task" not in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("strategies", ["none,,future", "none,future,", ",none"])
+def test_compare_strategies_with_an_empty_entry_is_refused(invoke, tmp_path: Path, strategies: str) -> None:
+    result = invoke("compare", *BIT_FLIP[1:5], "--seeds", "1", "--strategies", strategies)
+    assert_one_line_error(result, 2, "has an empty entry; valid: a comma-separated list")
+    assert list(tmp_path.iterdir()) == []

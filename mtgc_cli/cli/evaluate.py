@@ -109,5 +109,9 @@ def _parse_descriptions(items: list[str]) -> dict[str, str]:
                 f"--task-description {item!r}: the description of task '{task.strip()}' is empty; "
                 "valid: a non-empty sentence"
             )
+        if task.strip() in parsed:
+            raise UsageError(
+                f"--task-description gives task '{task.strip()}' twice; valid: one TEXT per task"
+            )
         parsed[task.strip()] = text
     return parsed

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from gymnasium.envs.registration import EnvSpec
 from stable_baselines3.common.vec_env import VecNormalize
 
 from mtgc_cli.envs.factory import make_env
-from mtgc_cli.errors import RunFailed, UsageError
+from mtgc_cli.errors import RunFailed, UsageError, excerpt
 from mtgc_cli.imitation.dataset import EpisodeRecord
 from mtgc_cli.imitation.experts import make_expert
 from mtgc_cli.presets import EnvConfig, RunConfig
@@ -51,6 +52,11 @@ def task_counts(spec: str | None, task_names: list[str], episodes: int) -> list[
     for part in (p.strip() for p in spec.split(",") if p.strip()):
         name, sep, raw = part.partition("=")
         name = name.strip()
+        if not re.fullmatch(r"[A-Za-z0-9_./-]+", name) or (sep and not re.fullmatch(r"\s*-?\d+\s*", raw)):
+            raise UsageError(
+                f"--tasks {excerpt(spec)}: {excerpt(part)} is not NAME or NAME=N; valid: "
+                f"name=count,... e.g. {names[0]}=100,{names[-1]} (names: {', '.join(names)})"
+            )
         if name not in names:
             close = difflib.get_close_matches(name, names, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
