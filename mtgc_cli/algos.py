@@ -22,6 +22,7 @@ from torch import nn
 from mtgc_cli.bounded_target import BoundedTarget
 from mtgc_cli.errors import UsageError, excerpt
 from mtgc_cli.imitation.bc import HEADS, BehaviourCloning
+from mtgc_cli.policy_keys import unknown_policy_key
 from mtgc_cli.precision import Bfloat16Training
 from mtgc_cli.presets import AlgoConfig
 
@@ -291,6 +292,15 @@ def check_algo_kwargs(algo: AlgoConfig, source: str = "preset") -> None:
     _check_policy_kwargs(
         algo.kwargs.get("policy_kwargs"), {**POLICY_RULES, **POLICY_RULES_FOR.get(algo.name, {})}, source
     )
+    unknown = unknown_policy_key(cls, algo.kwargs.get("policy_kwargs"))
+    if unknown is not None:
+        key, valid = unknown
+        close = difflib.get_close_matches(key, valid, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise UsageError(
+            f"{source}: unknown key 'algo.policy_kwargs.{key}' for {algo.name}{hint}; "
+            f"valid: {', '.join(valid)}"
+        )
     if algo.precision != "float32" and algo.name == "bc":
         # Behaviour cloning steps in its own loop, not in ``train``: the setting would do nothing.
         raise UsageError(

@@ -56,9 +56,12 @@ def expand(
             "comma-separated list of strategies such as none,future"
         )
     if len(set(strategies)) != len(strategies):
-        raise UsageError(f"--strategies lists a strategy twice: {','.join(strategies)}")
+        twice = next(s for s in strategies if strategies.count(s) > 1)
+        raise UsageError(
+            f"--strategies lists {twice} twice: {excerpt(','.join(strategies))}; valid: each strategy once"
+        )
     if n_seeds <= 0:
-        raise UsageError(f"--seeds must be a positive number of seeds, got {n_seeds}")
+        raise UsageError(f"--seeds is {n_seeds}; valid: a positive number of seeds, e.g. --seeds 3")
     if name is not None:
         check_name(name, "--name")  # runs/compare/<name>/: one folder inside --runs-dir
     base = presets.load(preset, timesteps=timesteps, sets=sets or [])

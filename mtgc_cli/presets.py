@@ -8,6 +8,7 @@ valid name, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import os
 from collections.abc import Iterable, Sequence
@@ -417,8 +418,40 @@ def load(
     path = resolve_preset(name_or_path)
     data = read_yaml(path)
     data.setdefault("name", path.stem)
-    data = _apply_cli_overrides(data, timesteps=timesteps, seed=seed, strategy=strategy, sets=sets)
-    return validate(data, source=str(path))
+    options = {"timesteps": timesteps, "seed": seed, "strategy": strategy, "sets": list(sets)}
+    preset = copy.deepcopy(data)
+    data = _apply_cli_overrides(data, **options)  # type: ignore[arg-type]
+    try:
+        return validate(data, source=str(path))
+    except UsageError as exc:
+        # A bad value given on the command line is named as given there, not as the preset's.
+        option = _failing_option(preset, **options)  # type: ignore[arg-type]
+        if option is None or not str(exc).startswith(f"{path}: "):
+            raise
+        raise UsageError(f"{option}: {str(exc).removeprefix(f'{path}: ')}") from exc
+
+
+def _failing_option(
+    preset: dict[str, Any], *, timesteps: int | None, seed: int | None, strategy: str | None, sets: list[str]
+) -> str | None:
+    """The first command-line option (``--set KEY=VALUE``, ``--seed N``) after which the preset
+    no longer validates; None if the preset alone does not (only on the error path)."""
+    given: list[tuple[str, dict[str, Any]]] = [
+        (f"--set {text if len(text) <= 60 else text[:57] + '...'}", {"sets": [text]}) for text in sets
+    ]
+    given += [(f"--timesteps {timesteps}", {"timesteps": timesteps})] if timesteps is not None else []
+    given += [(f"--seed {seed}", {"seed": seed})] if seed is not None else []
+    given += [(f"--strategy {strategy}", {"strategy": strategy})] if strategy is not None else []
+    data = copy.deepcopy(preset)
+    for label, option in [("", {}), *given]:
+        data = _apply_cli_overrides(
+            data, **{"timesteps": None, "seed": None, "strategy": None, "sets": [], **option}
+        )
+        try:
+            validate(copy.deepcopy(data))
+        except UsageError:
+            return label or None
+    return None
 
 
 def _apply_cli_overrides(

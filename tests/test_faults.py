@@ -335,3 +335,50 @@ def test_compare_strategies_with_an_empty_entry_is_refused(invoke, tmp_path: Pat
     result = invoke("compare", *BIT_FLIP[1:5], "--seeds", "1", "--strategies", strategies)
     assert_one_line_error(result, 2, "has an empty entry; valid: a comma-separated list")
     assert list(tmp_path.iterdir()) == []
+
+
+# -- item 15: every line says what is valid, in mtgc's words, naming the option given ------------
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["compare", *BIT_FLIP[1:5], "--seeds", "0"], ["--seeds is 0; valid: a positive number of seeds"]),
+        (
+            ["compare", *BIT_FLIP[1:5], "--strategies", "none,future,none"],
+            ["--strategies lists none twice", "valid: each strategy once"],
+        ),
+        (
+            [*BIT_FLIP, "--set", "train.eval_every=0"],
+            ["error: --set train.eval_every=0: train.eval_every is 0; valid: int > 0"],
+        ),
+        (
+            [*BIT_FLIP, "--set", "algo.policy_kwargs.foo.bar=1"],
+            ["--set algo.policy_kwargs.foo.bar=1: unknown key 'algo.policy_kwargs.foo' for dqn", "valid:"],
+        ),
+        ([*BIT_FLIP, "--seed", "-3"], ["error: --seed -3: train.seed is -3; valid: int >= 0"]),
+    ],
+    ids=["seeds-0", "strategy-twice", "pydantic-bound", "policy-kwarg", "seed-option"],
+)
+def test_lines_say_what_is_valid_and_name_the_option(invoke, tmp_path: Path, args, fragments) -> None:
+    result = invoke(*args)
+    assert_one_line_error(result, 2, *fragments)
+    for raw in ("Input should be", "__init__()", "unexpected keyword", ".yaml:"):
+        assert raw not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_truncated_dataset_is_one_line_in_mtgc_words(invoke, tmp_path: Path) -> None:
+    collected = invoke("collect", "--preset", "point-tasks-bc", "-n", "2", "--data-dir", "data")
+    assert collected.exit_code == 0, collected.output
+    (hdf5,) = (tmp_path / "data").glob("**/main_data.hdf5")
+    os.truncate(hdf5, hdf5.stat().st_size // 2)
+    result = invoke(
+        "train", "--preset", "point-tasks-bc", "--timesteps", "20", "--set", "algo.data_dir=data",
+        "--set", "train.eval_every=20", "--set", "train.eval_episodes=1",
+    )  # fmt: skip
+    assert_one_line_error(
+        result, 2, "dataset mtgc/point-tasks-v0 in ", "cannot be read: its files are damaged or truncated",
+        "valid: collect it again (mtgc collect --overwrite)",
+    )  # fmt: skip
+    assert "eof" not in result.stderr and "synchronously" not in result.stderr

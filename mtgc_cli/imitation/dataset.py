@@ -248,10 +248,14 @@ def read(root: Path, dataset_id: str) -> Demonstrations:
     with _minari_root(root):
         try:
             dataset = minari.load_dataset(dataset_id)
+            episodes = list(dataset.iterate_episodes())
         except Exception as exc:
-            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise UsageError(f"dataset {dataset_id} in {root} cannot be read: {detail}") from exc
-        episodes = list(dataset.iterate_episodes())
+            # h5py's own text ("Unable to synchronously open file (truncated file: eof = ...)")
+            # says which C call failed, not what to do.
+            raise UsageError(
+                f"dataset {dataset_id} in {root} cannot be read: its files are damaged or truncated "
+                f"({type(exc).__name__}); valid: collect it again (mtgc collect --overwrite)"
+            ) from exc
         metadata = dict(dataset.storage.metadata.get(METADATA_KEY) or {})
         observation_space, action_space = dataset.observation_space, dataset.action_space
     if not episodes:
