@@ -265,6 +265,27 @@ class RunConfig(_Section):
         return self
 
     @model_validator(mode="after")
+    def _n_envs_fits_budget(self) -> RunConfig:
+        # One step of every env is n_envs env steps (times the action repeat): beyond the budget
+        # the first step overshoots it, and beyond DQN's target update interval SB3 warns and
+        # updates the target network at every step.
+        n_envs, per_step = self.env.n_envs, self.env.n_envs * self.env.action_repeat
+        if per_step > self.train.timesteps:
+            raise ValueError(
+                f"env.n_envs {n_envs} takes {per_step:,} env steps at a time, more than "
+                f"train.timesteps {self.train.timesteps:,}; valid: n_envs <= "
+                f"{max(1, self.train.timesteps // self.env.action_repeat):,} for this budget"
+            )
+        interval = self.algo.kwargs.get("target_update_interval", 10_000)  # SB3's default
+        if self.algo.name == "dqn" and isinstance(interval, int) and per_step > interval:
+            raise ValueError(
+                f"env.n_envs {n_envs} takes {per_step:,} env steps at a time, more than "
+                f"algo.target_update_interval {interval:,}; valid: n_envs <= "
+                f"{max(1, interval // self.env.action_repeat):,}, or a longer interval"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _bc_fits_env(self) -> RunConfig:
         # Behaviour cloning steps no env while it trains: its steps are gradient steps, its input
         # is standardised with the dataset's statistics, and its actions are the recorded ones.

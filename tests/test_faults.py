@@ -382,3 +382,26 @@ def test_a_truncated_dataset_is_one_line_in_mtgc_words(invoke, tmp_path: Path) -
         "valid: collect it again (mtgc collect --overwrite)",
     )  # fmt: skip
     assert "eof" not in result.stderr and "synchronously" not in result.stderr
+
+
+# -- item 16: more envs than the budget or DQN's target interval ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sets", "fragment"),
+    [
+        (["env.n_envs=60"], "env.n_envs 60 takes 60 env steps at a time, more than train.timesteps 50"),
+        (
+            ["env.n_envs=60", "algo.target_update_interval=50", "train.eval_every=500"],
+            "more than algo.target_update_interval 50; valid: n_envs <= 50",
+        ),
+    ],
+    ids=["budget", "dqn-target-interval"],
+)
+def test_n_envs_beyond_the_budget_is_refused(invoke, tmp_path: Path, sets: list[str], fragment: str) -> None:
+    timesteps = "50" if sets == ["env.n_envs=60"] else "500"
+    args = [*BIT_FLIP, "--timesteps", timesteps, "--set", "train.eval_every=50"]
+    result = invoke(*args, *[a for s in sets for a in ("--set", s)])
+    assert_one_line_error(result, 2, fragment, "valid: n_envs <= ")
+    assert "UserWarning" not in result.output
+    assert list(tmp_path.iterdir()) == []
