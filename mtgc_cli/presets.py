@@ -277,7 +277,7 @@ class RunConfig(_Section):
                 f"{max(1, self.train.timesteps // self.env.action_repeat):,} for this budget"
             )
         interval = self.algo.kwargs.get("target_update_interval", 10_000)  # SB3's default
-        if self.algo.name == "dqn" and isinstance(interval, int) and per_step > interval:
+        if self.algo.name == "dqn" and isinstance(interval, int) and 1 <= interval < per_step:
             raise ValueError(
                 f"env.n_envs {n_envs} takes {per_step:,} env steps at a time, more than "
                 f"algo.target_update_interval {interval:,}; valid: n_envs <= "
