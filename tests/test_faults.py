@@ -405,3 +405,23 @@ def test_n_envs_beyond_the_budget_is_refused(invoke, tmp_path: Path, sets: list[
     assert_one_line_error(result, 2, fragment, "valid: n_envs <= ")
     assert "UserWarning" not in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+# -- item 11: eval --video onto a full disk ------------------------------------------------------
+
+
+def test_eval_video_whose_writes_fail_is_one_line_and_leaves_no_videos_folder(invoke, tmp_path: Path) -> None:
+    from tests.conftest import run_dirs
+    from tests.test_bad_input import POINT_TASKS
+
+    assert invoke(*POINT_TASKS, "--runs-dir", "runs").exit_code == 0
+    (run,) = run_dirs(tmp_path / "runs")
+    # Each MP4 of these episodes is ~8 KB: ffmpeg's writes fail past 1,000 bytes.
+    done = mtgc_with_file_size_limit(["eval", str(run), "-n", "2", "--video"], tmp_path, 1000)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"mtgc: warning: writing videos in {run}/videos/eval-model-s0 failed ")
+    assert "File too large (errno 27)" in lines[0] and "Broken pipe" not in lines[0]
+    assert "success" in done.stdout  # the evaluation's table
+    assert not (run / "videos").exists()
