@@ -380,8 +380,8 @@ def parse_assignment(text: str) -> tuple[list[str], Any]:
     try:
         value = safe_yaml.safe_load(raw) if raw.strip() else None
     except (yaml.YAMLError, RecursionError) as exc:
-        problem = getattr(exc, "problem", None) or "not valid YAML"
-        raise UsageError(f"--set {excerpt(text)}: the value is {problem}") from exc
+        problem = getattr(exc, "problem", None) or "nested too deeply"
+        raise UsageError(f"--set {excerpt(text)}: the value is not valid YAML ({problem})") from exc
     return path, value
 
 
@@ -446,17 +446,19 @@ def load(
         return validate(data, source=str(path))
     except UsageError as exc:
         # A bad value given on the command line is named as given there, not as the preset's.
-        option = _failing_option(preset, **options)  # type: ignore[arg-type]
-        if option is None or not str(exc).startswith(f"{path}: "):
+        failing = _failing_option(preset, **options)  # type: ignore[arg-type]
+        if failing is None:
             raise
-        raise UsageError(f"{option}: {str(exc).removeprefix(f'{path}: ')}") from exc
+        option, problem = failing
+        raise UsageError(f"{option}: {problem}") from exc
 
 
 def _failing_option(
     preset: dict[str, Any], *, timesteps: int | None, seed: int | None, strategy: str | None, sets: list[str]
-) -> str | None:
+) -> tuple[str, str] | None:
     """The first command-line option (``--set KEY=VALUE``, ``--seed N``) after which the preset
-    no longer validates; None if the preset alone does not (only on the error path)."""
+    no longer validates, and the problem it brings; None if the preset alone does not (only on
+    the error path)."""
     given: list[tuple[str, dict[str, Any]]] = [
         (f"--set {text if len(text) <= 60 else text[:57] + '...'}", {"sets": [text]}) for text in sets
     ]
@@ -469,9 +471,9 @@ def _failing_option(
             data, **{"timesteps": None, "seed": None, "strategy": None, "sets": [], **option}
         )
         try:
-            validate(copy.deepcopy(data))
-        except UsageError:
-            return label or None
+            validate(copy.deepcopy(data), source="")
+        except UsageError as exc:
+            return (label, str(exc).removeprefix(": ")) if label else None
     return None
 
 
