@@ -56,7 +56,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from mtgc_cli import __version__, runs
 from mtgc_cli.algos import model_class
-from mtgc_cli.errors import RunFailed, UsageError
+from mtgc_cli.errors import RunFailed, UsageError, excerpt
 from mtgc_cli.presets import RunConfig
 
 FORMAT = 1
@@ -487,7 +487,7 @@ def config_differences(saved: RunConfig, requested: RunConfig) -> list[str]:
     a.pop("train.timesteps", None)
     b.pop("train.timesteps", None)
     return [
-        f"{key}: {a.get(key)!r} in the run, {b.get(key)!r} here"
+        f"{key}: {excerpt(a.get(key))} in the run, {excerpt(b.get(key))} here"
         for key in sorted(a.keys() | b.keys())
         if a.get(key) != b.get(key)
     ]

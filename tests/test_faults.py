@@ -425,3 +425,9 @@ def test_eval_video_whose_writes_fail_is_one_line_and_leaves_no_videos_folder(in
     assert "File too large (errno 27)" in lines[0] and "Broken pipe" not in lines[0]
     assert "success" in done.stdout  # the evaluation's table
     assert not (run / "videos").exists()
+
+
+def test_collect_with_a_negative_seed_says_what_is_valid(invoke, tmp_path: Path) -> None:
+    result = invoke("collect", "--preset", "point-tasks", "--seed", "-1", "--data-dir", "data")
+    assert_one_line_error(result, 2, "--seed is -1; valid: a non-negative integer")
+    assert list(tmp_path.iterdir()) == []

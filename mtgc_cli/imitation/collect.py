@@ -255,7 +255,7 @@ def plan(
     from mtgc_cli.imitation.dataset import check_dataset_id, data_root, dataset_dir
 
     if seed < 0:
-        raise UsageError(f"--seed must be a non-negative integer, got {seed}")
+        raise UsageError(f"--seed is {seed}; valid: a non-negative integer, e.g. --seed 0")
     scripted = policy == "scripted"
     if preset is None and scripted:
         raise UsageError(
