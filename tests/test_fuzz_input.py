@@ -168,6 +168,8 @@ def test_generated_bad_input_is_one_short_line_or_accepted(tmp_path: Path, monke
     assert refused >= len(corpus) // 2  # the corpus is mostly bad input
 
 
-@pytest.mark.parametrize("key", ["name", "algo.learning_rate", "env.kwargs.n_bits"])
+@pytest.mark.parametrize(
+    "key", ["name", "train.seed", "env.n_envs", "algo.learning_rate", "algo.policy_kwargs.net_arch"]
+)
 def test_the_corpus_draws_from_the_schema(key: str) -> None:
-    assert key in schema_keys() or key == "env.kwargs.n_bits"
+    assert key in schema_keys()
