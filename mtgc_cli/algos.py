@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,8 +20,9 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
 from mtgc_cli.bounded_target import BoundedTarget
-from mtgc_cli.errors import UsageError
+from mtgc_cli.errors import UsageError, excerpt
 from mtgc_cli.imitation.bc import HEADS, BehaviourCloning
+from mtgc_cli.policy_keys import unknown_policy_key
 from mtgc_cli.precision import Bfloat16Training
 from mtgc_cli.presets import AlgoConfig
 
@@ -107,7 +109,7 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _int_rule(low: int, *also: int) -> Rule:
@@ -272,23 +274,33 @@ def check_algo_kwargs(algo: AlgoConfig, source: str = "preset") -> None:
         if isinstance(default, float) and isinstance(value, str):
             # YAML 1.1 reads `1e-3` (no dot) as a string; a number is what was meant.
             try:
-                value = float(value)
+                number = float(value)
             except ValueError:
-                pass
-            else:
+                number = math.nan
+            if math.isfinite(number):  # `1e999` reads as inf: left a string, and refused below
+                value = number
                 setattr(algo, key, value)
         rule = RULES_FOR.get(algo.name, {}).get(key) or RULES.get(key)
         if rule is not None:
             if not rule.ok(value):
-                raise UsageError(f"{source}: algo.{key} is {value!r}; valid: {rule.valid}")
+                raise UsageError(f"{source}: algo.{key} is {excerpt(value)}; valid: {rule.valid}")
         elif not _compatible(value, default):
             raise UsageError(
-                f"{source}: algo.{key} is {value!r}; valid: {type(default).__name__} like its default "
+                f"{source}: algo.{key} is {excerpt(value)}; valid: {type(default).__name__} like its default "
                 f"{default!r}"
             )
     _check_policy_kwargs(
         algo.kwargs.get("policy_kwargs"), {**POLICY_RULES, **POLICY_RULES_FOR.get(algo.name, {})}, source
     )
+    unknown = unknown_policy_key(cls, algo.kwargs.get("policy_kwargs"))
+    if unknown is not None:
+        key, valid = unknown
+        close = difflib.get_close_matches(key, valid, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise UsageError(
+            f"{source}: unknown key 'algo.policy_kwargs.{key}' for {algo.name}{hint}; "
+            f"valid: {', '.join(valid)}"
+        )
     if algo.precision != "float32" and algo.name == "bc":
         # Behaviour cloning steps in its own loop, not in ``train``: the setting would do nothing.
         raise UsageError(
@@ -307,13 +319,13 @@ def _check_policy_kwargs(policy_kwargs: Any, rules: dict[str, Rule], source: str
         return
     if not isinstance(policy_kwargs, dict):
         raise UsageError(
-            f"{source}: algo.policy_kwargs is {policy_kwargs!r}; valid: a mapping such as "
+            f"{source}: algo.policy_kwargs is {excerpt(policy_kwargs)}; valid: a mapping such as "
             "{net_arch: [64, 64], activation_fn: relu}"
         )
     for key, value in policy_kwargs.items():
         rule = rules.get(key)
         if rule is not None and not rule.ok(value):
-            raise UsageError(f"{source}: algo.policy_kwargs.{key} is {value!r}; valid: {rule.valid}")
+            raise UsageError(f"{source}: algo.policy_kwargs.{key} is {excerpt(value)}; valid: {rule.valid}")
 
 
 def _compatible(value: Any, default: Any) -> bool:

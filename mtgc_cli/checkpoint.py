@@ -38,6 +38,7 @@ import shutil
 import stat
 import time
 import warnings
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -55,7 +56,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from mtgc_cli import __version__, runs
 from mtgc_cli.algos import model_class
-from mtgc_cli.errors import RunFailed, UsageError
+from mtgc_cli.errors import RunFailed, UsageError, excerpt
 from mtgc_cli.presets import RunConfig
 
 FORMAT = 1
@@ -486,7 +487,7 @@ def config_differences(saved: RunConfig, requested: RunConfig) -> list[str]:
     a.pop("train.timesteps", None)
     b.pop("train.timesteps", None)
     return [
-        f"{key}: {a.get(key)!r} in the run, {b.get(key)!r} here"
+        f"{key}: {excerpt(a.get(key))} in the run, {excerpt(b.get(key))} here"
         for key in sorted(a.keys() | b.keys())
         if a.get(key) != b.get(key)
     ]
@@ -520,7 +521,11 @@ def plan_resume(run_dir: Path, requested: RunConfig, extend: bool) -> ResumePlan
     if not (run_dir / runs.CONFIG).is_file():
         raise UsageError(f"--resume {run_dir}: no {runs.CONFIG} there; {valid}")
     whole, problems = scan(run_dir)
-    resumable = [c for c in whole if c.resumable]
+    # A model.zip of the right size can still be damaged: read it now (its CRCs), so the line
+    # that says where the run resumes names the checkpoint it will resume from.
+    unreadable = [Damaged(c.path, c.step, p) for c in whole if (p := zip_problem(c.path / MODEL))]
+    problems = sorted([*problems, *unreadable], key=lambda d: d.step, reverse=True)
+    resumable = [c for c in whole if c.resumable and c.path not in {d.path for d in unreadable}]
     if not resumable:
         detail = f" ({problems[0]})" if problems else ""
         raise UsageError(f"--resume {run_dir}: no whole checkpoint to resume from{detail}; {valid}")
@@ -555,6 +560,16 @@ def plan_resume(run_dir: Path, requested: RunConfig, extend: bool) -> ResumePlan
         raise UsageError(f"--resume {run_dir}: {csv_problem}; valid: the run folder as mtgc wrote it")
     # Only damage to newer checkpoints than the one taken is worth a line.
     return ResumePlan(run_dir, requested, resumable, [d for d in problems if d.step > step])
+
+
+def zip_problem(path: Path) -> str | None:
+    """Why the zip file at ``path`` cannot be read whole (a failed CRC, not a zip), or None."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as exc:
+        return f"{path.name} cannot be read ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+    return f"{path.name} is damaged ({bad} fails its CRC check)" if bad is not None else None
 
 
 def _csv_problem(run_dir: Path, checkpoint: Checkpoint) -> str | None:

@@ -24,8 +24,9 @@ from scipy import stats
 from mtgc_cli import backends, folder_lock, presets, runs
 from mtgc_cli.backends import Backend, Job
 from mtgc_cli.console import ProgressView, Snapshot, stderr
-from mtgc_cli.errors import RunFailed, UsageError
+from mtgc_cli.errors import RunFailed, UsageError, excerpt
 from mtgc_cli.evaluation import wilson_interval
+from mtgc_cli.names import check_name
 from mtgc_cli.presets import RunConfig
 
 
@@ -47,12 +48,22 @@ def expand(
     sets: list[str] | None = None,
 ) -> tuple[Path, list[Cell]]:
     """The grid's cells, each a validated RunConfig and its run folder."""
-    if not strategies:
-        raise UsageError("--strategies is empty; give a comma-separated list such as none,future")
+    if not any(strategies):
+        raise UsageError("--strategies is empty; valid: a comma-separated list such as none,future")
+    if not all(strategies):
+        raise UsageError(
+            f"--strategies {excerpt(','.join(strategies))} has an empty entry; valid: a "
+            "comma-separated list of strategies such as none,future"
+        )
     if len(set(strategies)) != len(strategies):
-        raise UsageError(f"--strategies lists a strategy twice: {','.join(strategies)}")
+        twice = next(s for s in strategies if strategies.count(s) > 1)
+        raise UsageError(
+            f"--strategies lists {twice} twice: {excerpt(','.join(strategies))}; valid: each strategy once"
+        )
     if n_seeds <= 0:
-        raise UsageError(f"--seeds must be a positive number of seeds, got {n_seeds}")
+        raise UsageError(f"--seeds is {n_seeds}; valid: a positive number of seeds, e.g. --seeds 3")
+    if name is not None:
+        check_name(name, "--name")  # runs/compare/<name>/: one folder inside --runs-dir
     base = presets.load(preset, timesteps=timesteps, sets=sets or [])
     folder = root / "compare" / (name or base.name)
     cells = []

@@ -66,7 +66,7 @@ class ProgressView:
         status = "" if snap.status == "running" else snap.status
         self.progress.update(
             row,
-            completed=snap.steps,
+            completed=min(snap.steps, snap.total),  # the last step of n envs can overshoot
             fps=f"{snap.fps:.0f}",
             train=_fmt(snap.train_success),
             eval=_fmt(snap.eval_success),

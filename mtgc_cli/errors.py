@@ -6,6 +6,8 @@ with a traceback only under ``--debug``.
 
 from __future__ import annotations
 
+import reprlib
+
 
 class MtgcError(Exception):
     """Base class: a problem the user can fix, reported without a traceback."""
@@ -23,3 +25,39 @@ class RunFailed(MtgcError):
     """A failure while a run was going (exit code 1)."""
 
     exit_code = 1
+
+
+def excerpt(value: object, limit: int = 60) -> str:
+    """``value`` as ``repr`` shows it, cut to about ``limit`` characters: what an error line quotes.
+
+    Every value quoted in a one-line error goes through here, so a huge value (a 2 GB string from
+    a YAML alias bomb, a long list) never becomes a huge line.
+    """
+    # reprlib stops early in long strings and deep or long containers: repr() of a value built from
+    # shared aliases would first expand all of it.
+    shortened = reprlib.Repr()
+    shortened.maxstring = shortened.maxother = limit
+    shortened.maxlist = shortened.maxtuple = shortened.maxdict = shortened.maxset = 8
+    shortened.maxlevel = 3
+    text = shortened.repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+# The longest error line: a terminal's width or three, never a wall of text.
+MAX_LINE = 290
+
+
+def one_line(message: str, limit: int = MAX_LINE) -> str:
+    """``message`` on one line of at most ``limit`` characters (cut with ``...``, keeping its
+    ``; valid: ...`` part)."""
+    text = " ".join(message.split("\n"))
+    if len(text) <= limit:
+        return text
+    # The "; valid: ..." part says what to do: it stays, and the middle goes.
+    cut = text.rfind("; valid:")
+    tail = text[cut:] if cut > 0 else ""
+    if len(tail) > limit // 2:
+        tail = f"{tail[: limit // 2 - 3]}..."
+    if not tail:
+        return f"{text[: limit - 3]}..."
+    return f"{text[:cut][: limit - len(tail) - 4]} ...{tail}"

@@ -8,6 +8,7 @@ valid name, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import os
 from collections.abc import Iterable, Sequence
@@ -18,15 +19,23 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mtgc_cli.errors import UsageError
+from mtgc_cli import safe_yaml
+from mtgc_cli.errors import UsageError, excerpt
+from mtgc_cli.finite import non_finite_message
+from mtgc_cli.names import VALID as VALID_NAME
+from mtgc_cli.names import name_problem
+from mtgc_cli.validation_lines import valid_for
 
 GOAL_STRATEGIES = ("none", "final", "future", "episode")
 TASK_RELABELS = ("none", "random", "best")
 SAMPLINGS = ("stratified", "uniform")
+# A preset is a page of YAML; a file far larger is not one (and is not read into memory whole).
+MAX_PRESET_BYTES = 1_000_000
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan: "inf" as a string is otherwise read as a float (RunConfig refuses the floats).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class TaskConfig(_Section):
@@ -156,7 +165,7 @@ class AlgoConfig(BaseModel):
     unchanged; they are checked against the class's signature when the preset loads (see ``algos.py``).
     """
 
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    model_config = ConfigDict(extra="allow", validate_assignment=True, allow_inf_nan=False)
 
     # bc: behaviour cloning from a demonstration dataset (mtgc_cli/imitation/bc.py).
     name: Literal["sac", "td3", "ddpg", "tqc", "dqn", "bc"]
@@ -195,7 +204,8 @@ class RelabelConfig(_Section):
 
 class TrainConfig(_Section):
     timesteps: int = Field(gt=0)
-    seed: int = 0
+    # Seeds feed numpy's SeedSequence, which takes non-negative integers only.
+    seed: int = Field(0, ge=0)
     eval_every: int = Field(gt=0)
     eval_episodes: int = Field(gt=0)
     checkpoint_every: int | None = Field(None, gt=0)
@@ -215,6 +225,24 @@ class RunConfig(_Section):
     relabel: RelabelConfig = Field(default_factory=RelabelConfig)
     train: TrainConfig
 
+    @model_validator(mode="before")
+    @classmethod
+    def _every_number_finite(cls, data: Any) -> Any:
+        # Every section, the SB3 kwargs and env kwargs included: an inf learning rate trains NaNs.
+        problem = non_finite_message(data)
+        if problem is not None:
+            raise ValueError(problem)
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_one_path_component(cls, value: str) -> str:
+        # The run folder is runs/<name>/: a name like ../x or /abs would write outside --runs-dir.
+        problem = name_problem(value)
+        if problem is not None:
+            raise ValueError(f"{problem}; {VALID_NAME}")
+        return value
+
     @model_validator(mode="after")
     def _relabel_fits_env(self) -> RunConfig:
         if self.relabel.task != "none" and not self.env.is_multitask:
@@ -233,6 +261,27 @@ class RunConfig(_Section):
                 f"({self.relabel.label}): relabeling recomputes only a decision's last env step's "
                 "reward, the env gives the sum over its env steps; valid: reward_type sparse, "
                 "action_repeat 1, or relabel.strategy none and relabel.task none"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _n_envs_fits_budget(self) -> RunConfig:
+        # One step of every env is n_envs env steps (times the action repeat): beyond the budget
+        # the first step overshoots it, and beyond DQN's target update interval SB3 warns and
+        # updates the target network at every step.
+        n_envs, per_step = self.env.n_envs, self.env.n_envs * self.env.action_repeat
+        if per_step > self.train.timesteps:
+            raise ValueError(
+                f"env.n_envs {n_envs} takes {per_step:,} env steps at a time, more than "
+                f"train.timesteps {self.train.timesteps:,}; valid: n_envs <= "
+                f"{max(1, self.train.timesteps // self.env.action_repeat):,} for this budget"
+            )
+        interval = self.algo.kwargs.get("target_update_interval", 10_000)  # SB3's default
+        if self.algo.name == "dqn" and isinstance(interval, int) and 1 <= interval < per_step:
+            raise ValueError(
+                f"env.n_envs {n_envs} takes {per_step:,} env steps at a time, more than "
+                f"algo.target_update_interval {interval:,}; valid: n_envs <= "
+                f"{max(1, interval // self.env.action_repeat):,}, or a longer interval"
             )
         return self
 
@@ -299,7 +348,11 @@ def resolve_preset(name_or_path: str) -> Path:
 
 def read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
+        if path.stat().st_size > MAX_PRESET_BYTES:
+            raise UsageError(f"{path}: a preset is at most {MAX_PRESET_BYTES:,} bytes; this file is larger")
+        data = safe_yaml.safe_load(path.read_text())
+    except RecursionError as exc:
+        raise UsageError(f"{path}: malformed YAML: nested too deeply") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -325,9 +378,10 @@ def parse_assignment(text: str) -> tuple[list[str], Any]:
     if not path:
         raise UsageError(f"--set '{text}': empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as exc:
-        raise UsageError(f"--set '{text}': value is not valid YAML") from exc
+        value = safe_yaml.safe_load(raw) if raw.strip() else None
+    except (yaml.YAMLError, RecursionError) as exc:
+        problem = getattr(exc, "problem", None) or "nested too deeply"
+        raise UsageError(f"--set {excerpt(text)}: the value is not valid YAML ({problem})") from exc
     return path, value
 
 
@@ -385,8 +439,42 @@ def load(
     path = resolve_preset(name_or_path)
     data = read_yaml(path)
     data.setdefault("name", path.stem)
-    data = _apply_cli_overrides(data, timesteps=timesteps, seed=seed, strategy=strategy, sets=sets)
-    return validate(data, source=str(path))
+    options = {"timesteps": timesteps, "seed": seed, "strategy": strategy, "sets": list(sets)}
+    preset = copy.deepcopy(data)
+    data = _apply_cli_overrides(data, **options)  # type: ignore[arg-type]
+    try:
+        return validate(data, source=str(path))
+    except UsageError as exc:
+        # A bad value given on the command line is named as given there, not as the preset's.
+        failing = _failing_option(preset, **options)  # type: ignore[arg-type]
+        if failing is None:
+            raise
+        option, problem = failing
+        raise UsageError(f"{option}: {problem}") from exc
+
+
+def _failing_option(
+    preset: dict[str, Any], *, timesteps: int | None, seed: int | None, strategy: str | None, sets: list[str]
+) -> tuple[str, str] | None:
+    """The first command-line option (``--set KEY=VALUE``, ``--seed N``) after which the preset
+    no longer validates, and the problem it brings; None if the preset alone does not (only on
+    the error path)."""
+    given: list[tuple[str, dict[str, Any]]] = [
+        (f"--set {text if len(text) <= 60 else text[:57] + '...'}", {"sets": [text]}) for text in sets
+    ]
+    given += [(f"--timesteps {timesteps}", {"timesteps": timesteps})] if timesteps is not None else []
+    given += [(f"--seed {seed}", {"seed": seed})] if seed is not None else []
+    given += [(f"--strategy {strategy}", {"strategy": strategy})] if strategy is not None else []
+    data = copy.deepcopy(preset)
+    for label, option in [("", {}), *given]:
+        data = _apply_cli_overrides(
+            data, **{"timesteps": None, "seed": None, "strategy": None, "sets": [], **option}
+        )
+        try:
+            validate(copy.deepcopy(data), source="")
+        except UsageError as exc:
+            return (label, str(exc).removeprefix(": ")) if label else None
+    return None
 
 
 def _apply_cli_overrides(
@@ -438,13 +526,21 @@ def _describe(exc: ValidationError) -> str:
         return f"missing key '{where}'"
     if error["type"] == "literal_error":
         expected = error.get("ctx", {}).get("expected", "")
-        return f"'{where}' is {error['input']!r}; valid: {expected}"
+        return f"'{where}' is {excerpt(error['input'])}; valid: {expected}"
+    if error["type"] == "value_error" and not isinstance(error.get("input"), dict):
+        # A field's own check: its message says what is wrong with the value and what is valid.
+        return f"{where} {str(error['msg']).removeprefix('Value error, ')}"
     if error["type"] == "value_error" and isinstance(error.get("input"), dict):
         # A whole-section check (a model validator): its message names the keys; the section's
         # every value would only bury it.
         message = str(error["msg"]).removeprefix("Value error, ")
-        return message if message.startswith(where) else f"'{where}': {message}"
-    return f"'{where}': {error['msg']} (got {error.get('input')!r})"
+        return message if not loc or message.startswith(where) else f"'{where}': {message}"
+    model = _model_at(loc[:-1]) if loc else None
+    field = model.model_fields.get(loc[-1]) if model is not None else None
+    valid = valid_for(error, field.annotation if field is not None else None)
+    if valid is not None:
+        return f"{where} is {excerpt(error.get('input'))}; valid: {valid}"
+    return f"'{where}': {error['msg']} (got {excerpt(error.get('input'))})"
 
 
 def _model_at(loc: Sequence[str]) -> type[BaseModel] | None:

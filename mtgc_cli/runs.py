@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from mtgc_cli import __version__
+from mtgc_cli import __version__, safe_yaml
 from mtgc_cli.envs.task_encoding import TaskEncoding
 from mtgc_cli.errors import UsageError
 from mtgc_cli.presets import RunConfig, validate
@@ -77,7 +77,7 @@ def versions() -> dict[str, str]:
     return found
 
 
-def check_runs_dir(root: Path) -> None:
+def check_runs_dir(root: Path, option: str = "--runs-dir") -> None:
     """Raise :class:`UsageError` unless folders can be created under ``root``; leaves nothing behind.
 
     Checked when the command line is read, so an unusable ``--runs-dir`` is bad input (exit 2)
@@ -88,13 +88,13 @@ def check_runs_dir(root: Path) -> None:
         existing = existing.parent
     valid = "valid: a folder you can write to, or one that can be created"
     if not existing.is_dir():
-        raise UsageError(f"--runs-dir {root}: {existing} is not a folder; {valid}")
+        raise UsageError(f"{option} {root}: {existing} is not a folder; {valid}")
     try:
         # Permission bits do not tell (root ignores them; /proc refuses everyone): try it.
         probe = tempfile.mkdtemp(prefix=".mtgc-write-check-", dir=existing)
     except OSError as exc:
         raise UsageError(
-            f"--runs-dir {root}: cannot create folders in {existing} ({exc.strerror or exc}); {valid}"
+            f"{option} {root}: cannot create folders in {existing} ({exc.strerror or exc}); {valid}"
         ) from exc
     os.rmdir(probe)
 
@@ -204,12 +204,29 @@ def _run_dir_of(folder: Path) -> Path:
     return folder.parent.parent if folder.parent.name == CHECKPOINTS else folder
 
 
+def _no_model_yet(target: Path, run_dir: Path) -> str:
+    """What to evaluate in a run folder without model.zip: a run still training writes it last."""
+    if not (run_dir / CONFIG).is_file():
+        return f"{target}: no {MODEL} in this folder; expected a run folder from `mtgc train`"
+    steps = sorted(run_dir.glob(f"{CHECKPOINTS}/step_*/{MODEL}"), key=lambda p: int(p.parent.name[5:]))
+    found = [p.parent for p in reversed(steps)] + [p for p in [run_dir / BEST_MODEL] if p.is_file()]
+    if not found:
+        return (
+            f"{target}: no model yet (a run writes {MODEL} when it ends, checkpoints on the way); "
+            "valid: eval it after its first checkpoint (train.checkpoint_every)"
+        )
+    return (
+        f"{target}: no {MODEL} yet (a run writes it when it ends); valid: a model it has saved "
+        "in that folder: " + ", ".join(str(p.relative_to(run_dir)) for p in found[:3])
+    )
+
+
 def open_run(target: Path) -> SavedRun:
     """A run folder, a checkpoint folder, or a model zip inside either (last, best, checkpoint)."""
     if target.is_dir():
         run_dir, model = _run_dir_of(target), target / MODEL
         if not model.is_file():
-            raise UsageError(f"{target}: no {MODEL} in this folder; expected a run folder from `mtgc train`")
+            raise UsageError(_no_model_yet(target, run_dir))
     elif target.is_file():
         if target.suffix != ".zip":
             raise UsageError(f"{target}: expected a run folder or a model .zip")
@@ -222,9 +239,10 @@ def open_run(target: Path) -> SavedRun:
     if not config_path.is_file():
         raise UsageError(f"{run_dir}: no {CONFIG} beside the model; expected a run folder from `mtgc train`")
     try:
-        data = yaml.safe_load(config_path.read_text())
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{config_path}: corrupt run config: {exc}") from exc
+        data = safe_yaml.safe_load(config_path.read_text())
+    except (yaml.YAMLError, RecursionError) as exc:
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise UsageError(f"{config_path}: corrupt run config: {problem}") from exc
     if not isinstance(data, dict):
         raise UsageError(f"{config_path}: corrupt run config (not a mapping)")
     return SavedRun(

@@ -31,6 +31,7 @@ from mtgc_cli.envs.task_encoding import TaskEncoding
 from mtgc_cli.errors import RunFailed
 from mtgc_cli.evaluation import EvalResult, check_success_signal, evaluate, make_eval_env
 from mtgc_cli.features import clipped_extractor
+from mtgc_cli.finite import non_finite_parameter
 from mtgc_cli.presets import AlgoConfig, RunConfig
 from mtgc_cli.relabel import replay_setup
 from mtgc_cli.seeding import Stream
@@ -426,6 +427,7 @@ class RunCallback(BaseCallback):
 
     def save_checkpoint(self) -> checkpoint.Checkpoint:
         """A whole checkpoint at the current step (the previous ones pruned once it is whole)."""
+        self.check_finite()
         every = self.train_cfg.checkpoint_every
         if every is not None:
             while self.next_checkpoint is not None and self.next_checkpoint <= self.env_steps:
@@ -528,7 +530,18 @@ class RunCallback(BaseCallback):
         self.logger.record("eval/best_fresh_success", self.best.fresh.success)
         self.logger.dump(self.env_steps)
 
+    def check_finite(self) -> None:
+        """Stop a diverged run before it evaluates or checkpoints NaNs: the last checkpoint stays."""
+        broken = non_finite_parameter(self.model.policy.named_parameters())
+        if broken is not None:
+            kept = self.last_checkpoint.path if self.last_checkpoint else "none (no checkpoint yet)"
+            raise RunFailed(
+                f"training diverged at {self.env_steps:,} env steps: the policy's {broken} holds inf "
+                f"or NaN; the last finite checkpoint: {kept}; valid: a smaller algo.learning_rate"
+            )
+
     def run_eval(self) -> EvalResult:
+        self.check_finite()
         train_env = self.model.get_vec_normalize_env()
         if isinstance(train_env, VecNormalize):
             sync_envs_normalization(train_env, self.setup.eval_env)

@@ -31,6 +31,7 @@ import numpy as np
 
 from mtgc_cli.envs.recording import NotAnImage, frame_array
 from mtgc_cli.envs.wrappers import SUCCESS_KEYS
+from mtgc_cli.write_check import mp4_problem, write_problem
 
 if TYPE_CHECKING:
     from stable_baselines3.common.logger import Logger
@@ -195,7 +196,8 @@ class _SlotWriter:
                 codec="libx264",
                 quality=7,
                 macro_block_size=2,
-                ffmpeg_log_level="error",
+                # quiet: a failure is one line from mtgc (why, in the OS's words), not ffmpeg's.
+                ffmpeg_log_level="quiet",
             )
             self.frames = 0
             self.goal = None if goal is None else [round(float(g), 4) for g in goal]
@@ -225,6 +227,10 @@ class _SlotWriter:
             return
         self.writer.close()
         self.writer = None
+        # ffmpeg may leave a file cut short (a full disk) and still exit cleanly.
+        cut = mp4_problem(self.tmp)
+        if cut is not None:
+            raise OSError(f"{cut}; {write_problem(self.videos.folder, self.tmp.stat().st_size + 65536)}")
         preview = self.preview
         self.videos.pending.append(_Pending(self.slot, self.index, self.tmp, self.frames, self.goal, preview))
         self.index += 1
@@ -288,7 +294,11 @@ class EvalVideos:
     def note_failure(self, exc: BaseException, rendering: bool = False) -> None:
         """The first failure is the one reported; every slot stops recording (each would fail alike)."""
         if self.problem is None:
-            self.problem = video_failure(self.env_label, exc, rendering)
+            why = write_problem(self.folder, 1 << 20) if self.folder.is_dir() and not rendering else None
+            if why is not None:  # the disk, not the encoder's "Broken pipe" that follows from it
+                self.problem = f"writing videos in {self.folder} failed ({why})"
+            else:
+                self.problem = video_failure(self.env_label, exc, rendering)
             self._disarm()
 
     def _task_name(self, task: int) -> str:
@@ -368,6 +378,10 @@ class EvalVideos:
                 )
             )
         self.pending.clear()
+        if self.problem is not None:  # no videos: no empty folders either
+            for folder in (self.folder, self.folder.parent):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
         order = {name: i for i, name in enumerate(self.task_names)}
         self.videos.sort(key=lambda v: (order.get(v.task, 0), v.episode))
         return self.videos

@@ -139,7 +139,10 @@ def assert_one_line_error(result, code: int, *fragments: str) -> None:
             ["share dynamics", "valid here"],
         ),
         (["compare", "--preset", "bit-flip", "--workers", "0"], ["--workers must be at least 1"]),
-        (["compare", "--preset", "bit-flip", "--seeds", "0"], ["--seeds must be a positive"]),
+        (
+            ["compare", "--preset", "bit-flip", "--seeds", "0"],
+            ["--seeds is 0; valid: a positive number of seeds"],
+        ),
         (["eval", "nowhere/run"], ["no such run folder"]),
         (["eval", "runs", "--episodes", "0"], ["--episodes must be a positive"]),
         (["train", "--preset", "bit-flip", "--timesteps", "many"], ["--timesteps"]),

@@ -21,7 +21,7 @@ import typer
 from typer.core import TyperGroup
 
 from mtgc_cli import __version__
-from mtgc_cli.errors import MtgcError
+from mtgc_cli.errors import MtgcError, one_line
 
 
 def _debug_requested(args: list[str]) -> bool:
@@ -30,7 +30,7 @@ def _debug_requested(args: list[str]) -> bool:
 
 def fail(message: str, code: int) -> None:
     # typer.echo, not Rich: Rich would wrap a long message over several lines.
-    typer.echo(f"mtgc: error: {message}", err=True)
+    typer.echo(f"mtgc: error: {one_line(message)}", err=True)
     sys.exit(code)
 
 

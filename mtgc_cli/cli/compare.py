@@ -75,7 +75,7 @@ def compare(
     """Compare relabel strategies across seeds: table, compare.json, compare.csv, curves.png."""
     from mtgc_cli.comparison import compare as run_compare
 
-    names = [s.strip() for s in strategies.split(",") if s.strip()]
+    names = [s.strip() for s in strategies.split(",")]
     result = run_compare(
         preset,
         names,

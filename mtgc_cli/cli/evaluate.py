@@ -48,6 +48,8 @@ def eval_command(
     """Evaluate a saved model: success with a 95% interval, return, final goal distance, length."""
     if episodes <= 0:
         raise UsageError(f"--episodes must be a positive number, got {episodes}")
+    if seed < 0:
+        raise UsageError(f"--seed is {seed}; valid: a non-negative integer, e.g. --seed 0")
     if video_episodes <= 0:
         raise UsageError(f"--video-episodes must be a positive number, got {video_episodes}")
     from mtgc_cli import runs
@@ -106,6 +108,10 @@ def _parse_descriptions(items: list[str]) -> dict[str, str]:
             raise UsageError(
                 f"--task-description {item!r}: the description of task '{task.strip()}' is empty; "
                 "valid: a non-empty sentence"
+            )
+        if task.strip() in parsed:
+            raise UsageError(
+                f"--task-description gives task '{task.strip()}' twice; valid: one TEXT per task"
             )
         parsed[task.strip()] = text
     return parsed

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from mtgc_cli import presets as preset_lib
+from mtgc_cli.cli import options
 from mtgc_cli.cli.app import app
 from mtgc_cli.console import stdout
 
@@ -32,6 +33,10 @@ def list_presets(ctx: typer.Context) -> None:
 
 
 @presets_app.command("show")
-def show(name: Annotated[str, typer.Argument(help="A preset name or a YAML path.")]) -> None:
-    """Print the preset with every default filled in, as a run's config.yaml would hold it."""
-    typer.echo(preset_lib.load(name).to_yaml(), nl=False)
+def show(
+    name: Annotated[str, typer.Argument(help="A preset name or a YAML path.")],
+    sets: options.Sets = None,
+) -> None:
+    """Print the preset with every default filled in (and any --set applied, checked as train
+    checks them), as a run's config.yaml would hold it."""
+    typer.echo(preset_lib.load(name, sets=sets or []).to_yaml(), nl=False)

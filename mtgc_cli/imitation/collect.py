@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from gymnasium import spaces
 from gymnasium.envs.registration import EnvSpec
 from stable_baselines3.common.vec_env import VecNormalize
 
 from mtgc_cli.envs.factory import make_env
-from mtgc_cli.errors import RunFailed, UsageError
+from mtgc_cli.errors import RunFailed, UsageError, excerpt
 from mtgc_cli.imitation.dataset import EpisodeRecord
 from mtgc_cli.imitation.experts import make_expert
 from mtgc_cli.presets import EnvConfig, RunConfig
@@ -50,6 +52,11 @@ def task_counts(spec: str | None, task_names: list[str], episodes: int) -> list[
     for part in (p.strip() for p in spec.split(",") if p.strip()):
         name, sep, raw = part.partition("=")
         name = name.strip()
+        if not re.fullmatch(r"[A-Za-z0-9_./-]+", name) or (sep and not re.fullmatch(r"\s*-?\d+\s*", raw)):
+            raise UsageError(
+                f"--tasks {excerpt(spec)}: {excerpt(part)} is not NAME or NAME=N; valid: "
+                f"name=count,... e.g. {names[0]}=100,{names[-1]} (names: {', '.join(names)})"
+            )
         if name not in names:
             close = difflib.get_close_matches(name, names, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
@@ -244,11 +251,11 @@ def plan(
     sets: list[str],
 ) -> CollectPlan:
     """Check every input (env, demonstrator, tasks, dataset id and folder); raise UsageError if bad."""
-    from mtgc_cli import presets
+    from mtgc_cli import presets, runs
     from mtgc_cli.imitation.dataset import check_dataset_id, data_root, dataset_dir
 
     if seed < 0:
-        raise UsageError(f"--seed must be a non-negative integer, got {seed}")
+        raise UsageError(f"--seed is {seed}; valid: a non-negative integer, e.g. --seed 0")
     scripted = policy == "scripted"
     if preset is None and scripted:
         raise UsageError(
@@ -274,6 +281,8 @@ def plan(
         )
         check_dataset_id(dataset_id)
         root = data_root(data_dir or bc_settings.get("data_dir"))
+        # A folder that cannot be written is bad input, found before any episode is collected.
+        runs.check_runs_dir(root, "--data-dir" if data_dir else "the data folder")
         if dataset_dir(root, dataset_id).exists() and not overwrite:
             raise UsageError(
                 f"dataset {dataset_id} already exists in {root}; valid: another --dataset, or --overwrite"
@@ -281,6 +290,13 @@ def plan(
         if scripted:
             env = per_step_env(env)
         facts, expert = probe_env(env)
+        if not isinstance(facts.action_space, spaces.Box):
+            # Datasets are for bc, which fits continuous actions (a DQN's integer actions would
+            # reach the env as floats).
+            raise UsageError(
+                f"collect records continuous (Box) actions for bc; {env.label} has "
+                f"{facts.action_space}; valid: a run or preset of an env with continuous actions"
+            )
         if scripted:
             if isinstance(expert, UsageError):
                 raise expert

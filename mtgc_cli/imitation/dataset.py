@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -28,7 +29,9 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.registration import EnvSpec
 
-from mtgc_cli.errors import UsageError
+from mtgc_cli.errors import RunFailed, UsageError, excerpt
+from mtgc_cli.isolated_write import run_in_child
+from mtgc_cli.names import name_problem
 
 DEFAULT_DATA_DIR = "data"
 METADATA_KEY = "mtgc"
@@ -43,14 +46,19 @@ def data_root(data_dir: str | Path | None = None) -> Path:
 
 
 def check_dataset_id(dataset_id: str, option: str = "--dataset") -> None:
-    if not _ID.match(dataset_id):
+    # Each part is a folder under the data dir: no '..' or empty part may climb out of it.
+    parts_safe = isinstance(dataset_id, str) and all(
+        name_problem(part) is None for part in dataset_id.split("/")
+    )
+    if not parts_safe or not _ID.match(dataset_id):
         raise UsageError(
-            f"{option} '{dataset_id}' is not a Minari dataset id; valid: namespace/name-v<N>, "
+            f"{option} {excerpt(dataset_id)} is not a Minari dataset id; valid: namespace/name-v<N>, "
             "e.g. mtgc/fetch-pick-and-place-v0"
         )
 
 
 def dataset_dir(root: Path, dataset_id: str) -> Path:
+    check_dataset_id(dataset_id, "dataset id")
     return root / dataset_id
 
 
@@ -119,12 +127,10 @@ def write(
     from minari.data_collector import EpisodeBuffer
 
     folder = dataset_dir(root, dataset_id)
-    if folder.exists():
-        if not overwrite:
-            raise UsageError(
-                f"dataset {dataset_id} already exists in {root}; valid: another --dataset, or --overwrite"
-            )
-        shutil.rmtree(folder)
+    if folder.exists() and not overwrite:
+        raise UsageError(
+            f"dataset {dataset_id} already exists in {root}; valid: another --dataset, or --overwrite"
+        )
     buffers = [
         EpisodeBuffer(
             id=i,
@@ -141,20 +147,67 @@ def write(
         )
         for i, episode in enumerate(episodes)
     ]
+    made_root = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
-    with _minari_root(root):
-        dataset = minari.create_dataset_from_buffers(
-            dataset_id=dataset_id,
-            buffer=buffers,
-            env=env_spec,
-            observation_space=observation_space,
-            action_space=action_space,
-            algorithm_name=algorithm,
-            author="mtgc collect",
-            description=description,
-        )
-        dataset.storage.update_metadata({METADATA_KEY: metadata})
+    # Written whole under a temporary root, then renamed into place: a write that fails (a full
+    # disk) leaves no partial dataset to block the next collect or break bc.
+    staging = Path(tempfile.mkdtemp(prefix=".mtgc-partial-", dir=root))
+
+    def write_whole() -> None:
+        with _minari_root(staging):
+            dataset = minari.create_dataset_from_buffers(
+                dataset_id=dataset_id,
+                buffer=buffers,
+                env=env_spec,
+                observation_space=observation_space,
+                action_space=action_space,
+                algorithm_name=algorithm,
+                author="mtgc collect",
+                description=description,
+            )
+            dataset.storage.update_metadata({METADATA_KEY: metadata})
+
+    try:
+        problem = run_in_child(write_whole)
+        if problem is None:
+            problem = _whole_problem(staging, dataset_id, len(buffers))
+        if problem is not None:
+            if made_root:
+                shutil.rmtree(staging, ignore_errors=True)
+                root.rmdir()
+            raise RunFailed(f"writing dataset {dataset_id} in {root} failed: {problem}; nothing was written")
+        _move_into_place(staging, root, dataset_id)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+def _whole_problem(staging: Path, dataset_id: str, n_episodes: int) -> str | None:
+    """Why the dataset written under ``staging`` is not whole (None: it reads back, every episode)."""
+    import minari
+
+    try:
+        with _minari_root(staging):
+            found = minari.load_dataset(dataset_id).total_episodes
+    except Exception as exc:
+        return f"it does not read back ({type(exc).__name__})"
+    return None if found == n_episodes else f"it holds {found} of {n_episodes} episodes"
+
+
+def _move_into_place(staging: Path, root: Path, dataset_id: str) -> None:
+    """Rename the whole dataset from ``staging`` to ``root`` (replacing an old one only now)."""
+    final = root / dataset_id
+    final.parent.mkdir(parents=True, exist_ok=True)
+    # Minari's per-namespace file, beside the datasets of that namespace.
+    for namespace_file in staging.glob("**/namespace_metadata.json"):
+        target = root / namespace_file.relative_to(staging)
+        if not target.exists():
+            os.replace(namespace_file, target)
+    old = final.with_name(f".{final.name}.replaced-{os.getpid()}")
+    if final.exists():
+        os.replace(final, old)
+    os.replace(staging / dataset_id, final)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 @dataclass
@@ -195,10 +248,14 @@ def read(root: Path, dataset_id: str) -> Demonstrations:
     with _minari_root(root):
         try:
             dataset = minari.load_dataset(dataset_id)
+            episodes = list(dataset.iterate_episodes())
         except Exception as exc:
-            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise UsageError(f"dataset {dataset_id} in {root} cannot be read: {detail}") from exc
-        episodes = list(dataset.iterate_episodes())
+            # h5py's own text ("Unable to synchronously open file (truncated file: eof = ...)")
+            # says which C call failed, not what to do.
+            raise UsageError(
+                f"dataset {dataset_id} in {root} cannot be read: its files are damaged or truncated "
+                f"({type(exc).__name__}); valid: collect it again (mtgc collect --overwrite)"
+            ) from exc
         metadata = dict(dataset.storage.metadata.get(METADATA_KEY) or {})
         observation_space, action_space = dataset.observation_space, dataset.action_space
     if not episodes:
