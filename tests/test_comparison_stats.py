@@ -15,8 +15,8 @@ import pytest
 from rich.text import Text
 
 from mtgc_cli import presets, runs
-from mtgc_cli.comparison import Cell, aggregate, steps_to
-from mtgc_cli.console import compare_table
+from mtgc_cli.cli.render import compare_table
+from mtgc_cli.compare import Cell, aggregate, steps_to
 from mtgc_cli.evaluation import wilson_interval
 
 STEPS = [1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000]
@@ -157,8 +157,8 @@ def test_seeds_that_never_reach_a_threshold_are_censored_not_averaged_away(tmp_p
 
 
 def test_median_past_the_runs_end_is_shown_as_a_bound() -> None:
-    from mtgc_cli.comparison import time_to_threshold
-    from mtgc_cli.console import _steps
+    from mtgc_cli.cli.render import _steps
+    from mtgc_cli.compare import time_to_threshold
 
     assert time_to_threshold([3000.0, None, None], [8000.0] * 3).median is None
     result = time_to_threshold([None, None], [8000.0, 6000.0])

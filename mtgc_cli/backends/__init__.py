@@ -1,28 +1,27 @@
 """Where the cells of a compare grid run: one small interface, two implementations.
 
-``comparison.run_grid`` hands each cell that is not done to a :class:`Backend` as a :class:`Job`,
-and polls the backend for events: a :class:`~mtgc_cli.console.Snapshot` (a cell's progress, for
+``compare.run_grid`` hands each cell that is not done to a :class:`Backend` as a :class:`Job`,
+and polls the backend for events: a :class:`~mtgc_cli.notices.Snapshot` (a cell's progress, for
 the live view) or a :class:`Finished` (a cell's run ended, failed, or never started because the
 grid was stopped). ``local`` runs the cells in processes on this machine (the default); ``ray``
 runs them as tasks on a Ray cluster (``ray_cluster.py``; Ray is an optional extra).
 
 Either way a cell is one normal ``training.run`` (or ``training.resume``) into its run folder, so
-the grid, the statistics and the plots (``comparison.py``) do not know where the cells ran.
+the grid, the statistics and the plots (``compare/``) do not know where the cells ran.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mtgc_cli.console import Snapshot
 from mtgc_cli.errors import UsageError
+from mtgc_cli.notices import Reporter, Snapshot
 
 if TYPE_CHECKING:
-    from mtgc_cli.training import StopRequest
+    from mtgc_cli.training.stop import StopRequest
 
 NAMES = ("local", "ray")
 
@@ -130,20 +129,17 @@ def make(
     return RayBackend(address=address, workers=workers, gpus_per_cell=gpus_per_cell, copy_back=copy_back)
 
 
-def run_job(job: Job, run_dir: Path, report: Callable[[Snapshot], None], stop: StopRequest) -> dict[str, Any]:
+def run_job(job: Job, run_dir: Path, report: Reporter, stop: StopRequest) -> dict[str, Any]:
     """Run one cell in this process, in ``run_dir`` (``job.run_dir``, or a worker's local copy):
-    a normal training run, or its resume from the newest whole checkpoint."""
-    from mtgc_cli import checkpoint, training
-    from mtgc_cli.console import warn
+    a normal training run, or its resume from the newest whole checkpoint, through the same
+    :func:`~mtgc_cli.training.start_or_resume` as ``mtgc train``. ``stop`` is installed by the
+    caller (the worker)."""
     from mtgc_cli.presets import RunConfig
+    from mtgc_cli.training import start_or_resume
 
     if stop.signum is not None:
         return {"status": "not started"}  # the grid is stopping
     config = RunConfig.model_validate(job.config)
-    if job.resume:
-        plan = checkpoint.plan_resume(run_dir, config, extend=False)
-        return training.resume(
-            training.prepare(config), plan, report=report, command=job.command, stop=stop, warn=warn
-        )
-    setup = training.prepare(config)
-    return training.run(setup, run_dir.parent, report=report, run_dir=run_dir, command=job.command, stop=stop)
+    return start_or_resume(
+        config, run_dir=run_dir, resume=job.resume, report=report, command=job.command, stop=stop
+    )

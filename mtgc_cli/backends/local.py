@@ -29,7 +29,7 @@ _stop: Any = None
 def _worker_init(progress: Any) -> None:
     import torch
 
-    from mtgc_cli.training import StopRequest
+    from mtgc_cli.training.stop import StopRequest
 
     global _progress, _stop
     torch.set_num_threads(1)

@@ -36,8 +36,8 @@ from typing import Any
 
 from mtgc_cli import runs
 from mtgc_cli.backends import Backend, Event, Finished, Job, run_job
-from mtgc_cli.console import Snapshot
 from mtgc_cli.errors import RunFailed, UsageError
+from mtgc_cli.notices import Snapshot
 
 INSTALL = "pip install 'mtgc[ray]' (in a checkout: pip install -e \".[ray]\")"
 ADDRESSES = "valid: a running cluster's head as host:port (what `ray start --head` prints), or auto"
@@ -189,7 +189,7 @@ def _run_task(
     import ray
     import torch
 
-    from mtgc_cli.training import StopRequest
+    from mtgc_cli.training.stop import StopRequest
 
     # Ray gives a task OMP_NUM_THREADS=1 but torch may already run its default thread count;
     # two such processes on two cores trained 20-60x slower.
@@ -237,7 +237,8 @@ def _run_task(
             unpack(files, run_dir)
     error = None
     try:
-        run_job(job, run_dir, report, stop)
+        with stop.installed():  # once, for the cell (a no-op off the main thread)
+            run_job(job, run_dir, report, stop)
     except Exception as exc:  # one cell's failure is reported, the others go on
         error = str(exc) or type(exc).__name__
     finally:

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from mtgc_cli.cli import options
 from mtgc_cli.cli.app import app
-from mtgc_cli.console import stderr, stdout
+from mtgc_cli.cli.render import stderr, stdout
 
 
 @app.command()

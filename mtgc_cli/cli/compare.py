@@ -12,7 +12,7 @@ import typer
 
 from mtgc_cli.cli import options
 from mtgc_cli.cli.app import app, invocation
-from mtgc_cli.console import compare_table, stdout
+from mtgc_cli.cli.render import compare_table, stdout
 
 
 class BackendName(str, Enum):
@@ -73,7 +73,8 @@ def compare(
     ] = False,
 ) -> None:
     """Compare relabel strategies across seeds: table, compare.json, compare.csv, curves.png."""
-    from mtgc_cli.comparison import compare as run_compare
+    from mtgc_cli.cli.render import CompareView
+    from mtgc_cli.compare import compare as run_compare
 
     names = [s.strip() for s in strategies.split(",") if s.strip()]
     result = run_compare(
@@ -91,6 +92,7 @@ def compare(
         address=address,
         gpus_per_cell=gpus_per_cell,
         copy_back=copy_back,
+        display=CompareView(),
     )
     if result.stopped_by is not None:
         signame = signal.Signals(result.stopped_by).name

@@ -10,8 +10,9 @@ from typing import Annotated
 import typer
 
 from mtgc_cli.cli.app import app
-from mtgc_cli.console import eval_table, stdout, warn
+from mtgc_cli.cli.render import eval_table, stdout
 from mtgc_cli.errors import UsageError
+from mtgc_cli.notices import warn
 
 
 @app.command("eval")

@@ -1,11 +1,10 @@
-"""Terminal output: Rich progress on stderr, result tables on stdout."""
+"""Terminal output, the only place that prints: Rich progress on stderr, result tables on stdout."""
 
 from __future__ import annotations
 
 import shlex
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,24 +14,13 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from mtgc_cli.notices import Snapshot
+
 if TYPE_CHECKING:
     from mtgc_cli.evaluation import EvalResult
 
 stdout = Console()
 stderr = Console(stderr=True)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """Where one run stands; sent from the training loop (or a worker process) to the display."""
-
-    run: str
-    steps: int
-    total: int
-    fps: float = 0.0
-    train_success: float | None = None
-    eval_success: float | None = None
-    status: str = "running"  # running | done | failed | skipped
 
 
 def _fmt(value: float | None) -> str:
@@ -79,6 +67,29 @@ class ProgressView:
             yield self
 
 
+class CompareView:
+    """A compare's :class:`~mtgc_cli.compare.run.Display`: its header line and live view on stderr,
+    and a line for each failed cell."""
+
+    def __init__(self) -> None:
+        self.view = ProgressView()
+
+    def begin(
+        self, preset: str, strategies: list[str], n_seeds: int, n_runs: int, where: str, folder: Path
+    ) -> AbstractContextManager[Any]:
+        stderr.print(
+            f"[bold]mtgc compare[/] {preset}: {', '.join(strategies)} x {n_seeds} seeds, "
+            f"{n_runs} runs, {where} -> {folder}"
+        )
+        return self.view.live()
+
+    def update(self, snapshot: Snapshot) -> None:
+        self.view.update(snapshot)
+
+    def failed(self, failure: str) -> None:
+        stderr.print(f"failed: {failure}")
+
+
 def summary_table(summary: dict[str, Any]) -> Table:
     table = Table(title=f"run {summary['run_dir']}")
     table.add_column("metric")
@@ -98,12 +109,6 @@ def summary_table(summary: dict[str, Any]) -> Table:
     for task, success in (summary.get("final_task_success") or {}).items():
         table.add_row(f"  {task}", _fmt(success))
     return table
-
-
-def warn(message: str) -> None:
-    """One line on stderr: ``mtgc: warning: <message>``."""
-    # typer's echo, not Rich: Rich would wrap a long line (the form of the one-line errors).
-    typer.echo(f"mtgc: warning: {message}", err=True)
 
 
 def resume_line(summary: dict[str, Any]) -> None:
