@@ -19,10 +19,10 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
 from mtgc_cli.bounded_target import BoundedTarget
+from mtgc_cli.config import AlgoConfig
 from mtgc_cli.errors import UsageError
 from mtgc_cli.imitation.bc import HEADS, BehaviourCloning
 from mtgc_cli.precision import Bfloat16Training
-from mtgc_cli.presets import AlgoConfig
 
 ALGORITHMS: dict[str, type[OffPolicyAlgorithm]] = {
     "sac": SAC,

@@ -6,6 +6,9 @@ with a traceback only under ``--debug``.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class MtgcError(Exception):
     """Base class: a problem the user can fix, reported without a traceback."""
@@ -23,3 +26,9 @@ class RunFailed(MtgcError):
     """A failure while a run was going (exit code 1)."""
 
     exit_code = 1
+
+
+def suggest(word: str, valid: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``valid`` to ``word``; empty when none is close."""
+    close = difflib.get_close_matches(word, list(valid), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""

@@ -17,7 +17,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from mtgc_cli.backends import Backend, Event, Finished, Job, run_job
+from mtgc_cli.backends.base import Backend, Event, Finished, Job, run_job
 
 # Set in each worker process by _worker_init: the queue progress goes to, and the stop request
 # its signal handlers record (for the worker's whole life, so that a signal between two runs, or

@@ -21,8 +21,8 @@ from mtgc_cli.algos import model_class
 from mtgc_cli.checkpoint.atomic import link_atomic
 from mtgc_cli.checkpoint.rng import set_random_states
 from mtgc_cli.checkpoint.store import BUFFER, CONFIG, MODEL, STATE, STATS, Checkpoint, Damaged, scan
+from mtgc_cli.config import RunConfig
 from mtgc_cli.errors import RunFailed, UsageError
-from mtgc_cli.presets import RunConfig
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:

@@ -21,8 +21,8 @@ from mtgc_cli import __version__, runs
 from mtgc_cli.checkpoint.atomic import fsync_path, link_atomic, write_atomic, write_file
 from mtgc_cli.checkpoint.buffers import save_buffer
 from mtgc_cli.checkpoint.rng import random_states
+from mtgc_cli.config import RunConfig
 from mtgc_cli.errors import RunFailed
-from mtgc_cli.presets import RunConfig
 
 FORMAT = 1
 MANIFEST = "manifest.json"

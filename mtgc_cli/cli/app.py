@@ -21,6 +21,7 @@ import typer
 from typer.core import TyperGroup
 
 from mtgc_cli import __version__
+from mtgc_cli.cli import collect, compare, evaluate, options, presets, train
 from mtgc_cli.errors import MtgcError
 
 
@@ -32,15 +33,6 @@ def fail(message: str, code: int) -> None:
     # typer.echo, not Rich: Rich would wrap a long message over several lines.
     typer.echo(f"mtgc: error: {message}", err=True)
     sys.exit(code)
-
-
-# The arguments of the running invocation, recorded in each run's command.txt.
-_argv: list[str] = []
-
-
-def invocation() -> list[str]:
-    """The command line as typed: ``["mtgc", "train", "--preset", ...]``."""
-    return ["mtgc", *_argv]
 
 
 class Terminated(KeyboardInterrupt):
@@ -79,7 +71,7 @@ def _interrupted(exc: BaseException | None) -> None:
 class OneLineErrors(TyperGroup):
     def main(self, args: list[str] | None = None, *rest: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         argv = list(sys.argv[1:] if args is None else args)
-        _argv[:] = argv
+        options.record_invocation(argv)
         kwargs["standalone_mode"] = False
         try:
             with _signals():
@@ -135,12 +127,13 @@ def _root(
     """mtgc: train, evaluate and compare goal-conditioned and multi-task RL agents."""
 
 
-def _register() -> None:
-    # Imported here so each command module can import `app` without a cycle.
-    from mtgc_cli.cli import collect, compare, evaluate, presets, train  # noqa: F401
-
-
-_register()
+# The commands are plain functions in their own modules (none imports this one), registered here.
+# In the order `mtgc --help` has always listed them.
+app.command()(compare.compare)
+app.command("eval")(evaluate.eval_command)
+app.command()(train.train)
+app.command()(collect.collect)
+app.add_typer(presets.presets_app, name="presets")
 
 
 def main() -> None:
@@ -148,7 +141,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # python -m mtgc_cli.cli.app
-    # The commands registered on the imported module's app, not on this __main__ copy's.
-    from mtgc_cli.cli.app import main as imported_main
-
-    imported_main()
+    main()

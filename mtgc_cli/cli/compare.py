@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from mtgc_cli.cli import options
-from mtgc_cli.cli.app import app, invocation
+from mtgc_cli.cli.options import invocation
 from mtgc_cli.cli.render import compare_table, stdout
 
 
@@ -20,7 +20,6 @@ class BackendName(str, Enum):
     ray = "ray"
 
 
-@app.command()
 def compare(
     preset: options.Preset,
     strategies: Annotated[

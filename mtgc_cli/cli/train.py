@@ -10,7 +10,7 @@ import typer
 
 from mtgc_cli import presets
 from mtgc_cli.cli import options
-from mtgc_cli.cli.app import app, invocation
+from mtgc_cli.cli.options import invocation
 from mtgc_cli.cli.render import ProgressView, resume_line, stderr, stdout, summary_table
 from mtgc_cli.errors import UsageError
 
@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from mtgc_cli.checkpoint import ResumePlan
 
 
-@app.command()
 def train(
     preset: Annotated[
         str | None,

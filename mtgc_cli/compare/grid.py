@@ -9,9 +9,9 @@ from pathlib import Path
 
 from mtgc_cli import presets, runs
 from mtgc_cli.backends import Backend, Job
+from mtgc_cli.config import RunConfig
 from mtgc_cli.errors import UsageError
 from mtgc_cli.notices import Reporter, Snapshot
-from mtgc_cli.presets import RunConfig
 
 
 @dataclass(frozen=True)

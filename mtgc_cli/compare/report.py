@@ -24,7 +24,7 @@ from mtgc_cli.compare.stats import (
     success_estimate,
     time_to_threshold,
 )
-from mtgc_cli.presets import RunConfig
+from mtgc_cli.config import RunConfig
 
 
 def read_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:

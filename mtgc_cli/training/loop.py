@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from mtgc_cli import checkpoint, folder_lock, presets, runs
+from mtgc_cli.config import RunConfig
 from mtgc_cli.errors import RunFailed
 from mtgc_cli.notices import Reporter, warn
-from mtgc_cli.presets import RunConfig
 from mtgc_cli.training.callbacks import RunCallback
 from mtgc_cli.training.logger import make_logger
 from mtgc_cli.training.setup import Setup, prepare

@@ -9,15 +9,15 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
 from mtgc_cli.algos import make_model
+from mtgc_cli.config import AlgoConfig, RunConfig
 from mtgc_cli.envs.factory import make_vec_env, normalize, task_encoding_for
+from mtgc_cli.envs.recording import prefer_offscreen_gl
 from mtgc_cli.envs.task_encoding import TaskEncoding
 from mtgc_cli.evaluation import check_success_signal, make_eval_env
 from mtgc_cli.features import clipped_extractor
 from mtgc_cli.notices import warn
-from mtgc_cli.presets import AlgoConfig, RunConfig
 from mtgc_cli.relabel import replay_setup
 from mtgc_cli.seeding import Stream
-from mtgc_cli.video import prefer_offscreen_gl
 
 
 @dataclass
