@@ -349,6 +349,10 @@ def make_model(
         # SB3 reads only a tuple as (n, unit); YAML can only write a list.
         kwargs["train_freq"] = tuple(kwargs["train_freq"])
     policy_kwargs = kwargs.get("policy_kwargs")
+    if policy_kwargs is not None:
+        # A copy: SB3 writes into the dict it is given (use_sde), and the config's own must stay as
+        # the preset says: config.yaml records it, and a compare cell is matched against it.
+        policy_kwargs = kwargs["policy_kwargs"] = dict(policy_kwargs)
     if policy_kwargs and isinstance(policy_kwargs.get("activation_fn"), str):
         # A copy: the config keeps the name, which is what config.yaml records. The class is
         # pickled into the saved model, so `mtgc eval` needs no mapping back.
