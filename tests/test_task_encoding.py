@@ -309,7 +309,7 @@ def test_a_stopped_language_compare_cell_resumes_with_its_saved_vectors(
 
     monkeypatch.setattr(callbacks, "REPORT_EVERY", 0.0)  # a progress report at every env step
     stopped = run_job(job, cell.run_dir, report, stop)
-    assert stopped["status"] == "interrupted" and stopped["steps"] < 300
+    assert stopped is not None and stopped.status == "interrupted" and stopped.steps < 300
     saved = TaskEncoding.load(cell.run_dir / runs.TASK_ENCODING)
     assert cell_state(cell) == "resume"
 
@@ -322,7 +322,7 @@ def test_a_stopped_language_compare_cell_resumes_with_its_saved_vectors(
     (again,) = jobs([cell], {cell.run_dir: "resume"}, ["mtgc", "compare"])
     assert again.resume
     done = run_job(again, cell.run_dir, lambda snapshot: None, StopRequest())
-    assert done["status"] == "done" and done["steps"] == 300
-    assert done["resumed_at"] == [stopped["steps"]]
+    assert done is not None and done.status == "done" and done.steps == 300
+    assert done.resumed_at == [stopped.steps]
     after = TaskEncoding.load(cell.run_dir / runs.TASK_ENCODING)
     assert np.array_equal(after.vectors, saved.vectors) and after.descriptions == saved.descriptions

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from mtgc_cli.notices import Reporter, Snapshot
 
 if TYPE_CHECKING:
+    from mtgc_cli.runs import RunSummary
     from mtgc_cli.training.stop import StopRequest
 
 
@@ -98,7 +99,7 @@ class _Started:
         self.backend.close()
 
 
-def run_job(job: Job, run_dir: Path, report: Reporter, stop: StopRequest) -> dict[str, Any]:
+def run_job(job: Job, run_dir: Path, report: Reporter, stop: StopRequest) -> RunSummary | None:
     """Run one cell in this process, in ``run_dir`` (``job.run_dir``, or a worker's local copy):
     a normal training run, or its resume from the newest whole checkpoint, through the same
     :func:`~mtgc_cli.training.start_or_resume` as ``mtgc train``. ``stop`` is installed by the
@@ -107,7 +108,7 @@ def run_job(job: Job, run_dir: Path, report: Reporter, stop: StopRequest) -> dic
     from mtgc_cli.training import start_or_resume
 
     if stop.signum is not None:
-        return {"status": "not started"}  # the grid is stopping
+        return None  # the grid is stopping: not started
     config = RunConfig.model_validate(job.config)
     return start_or_resume(
         config, run_dir=run_dir, resume=job.resume, report=report, command=job.command, stop=stop

@@ -49,8 +49,8 @@ def relocate_summary(run_dir: Path, target: Path) -> None:
     summary = runs.read_summary(run_dir)
     if summary is None:
         return
-    summary["run_dir"] = str(target)
-    saved = summary.get("checkpoint")
+    summary.run_dir = str(target)
+    saved = summary.checkpoint
     if saved and saved.get("path"):
         saved["path"] = str(target / Path(saved["path"]).relative_to(run_dir))
     runs.write_summary(run_dir, summary)

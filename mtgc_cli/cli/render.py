@@ -18,6 +18,7 @@ from mtgc_cli.notices import Snapshot
 
 if TYPE_CHECKING:
     from mtgc_cli.evaluation import EvalResult
+    from mtgc_cli.runs import RunSummary
 
 stdout = Console()
 stderr = Console(stderr=True)
@@ -90,35 +91,35 @@ class CompareView:
         stderr.print(f"failed: {failure}")
 
 
-def summary_table(summary: dict[str, Any]) -> Table:
-    table = Table(title=f"run {summary['run_dir']}")
+def summary_table(summary: RunSummary) -> Table:
+    table = Table(title=f"run {summary.run_dir}")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    if summary["status"] != "done":
-        table.add_row("status", f"{summary['status']} (whole checkpoint saved at this step)")
-    table.add_row("env steps", f"{summary['steps']:,}")
-    table.add_row("wall seconds", f"{summary['seconds']:.0f}")
-    table.add_row("final eval success", _fmt(summary["final_eval_success"]))
-    episodes = summary.get("best_eval_episodes")
+    if summary.status != "done":
+        table.add_row("status", f"{summary.status} (whole checkpoint saved at this step)")
+    table.add_row("env steps", f"{summary.steps:,}")
+    table.add_row("wall seconds", f"{summary.seconds:.0f}")
+    table.add_row("final eval success", _fmt(summary.final_eval_success))
+    episodes = summary.best_eval_episodes
     # The best model's score is its re-evaluation on fresh episodes, not the eval that proposed it.
     again = f", re-evaluated on {episodes} episodes" if episodes else ""
     table.add_row(
         "best model",
-        f"{_fmt(summary['best_eval_success'])} at {summary['best_eval_step']:,} steps{again}",
+        f"{_fmt(summary.best_eval_success)} at {summary.best_eval_step:,} steps{again}",
     )
-    for task, success in (summary.get("final_task_success") or {}).items():
+    for task, success in (summary.final_task_success or {}).items():
         table.add_row(f"  {task}", _fmt(success))
     return table
 
 
-def resume_line(summary: dict[str, Any]) -> None:
+def resume_line(summary: RunSummary) -> None:
     """The one line a stopped run ends with: why it stopped, what was saved, how to go on."""
-    saved = summary.get("checkpoint") or {}
+    saved = summary.checkpoint or {}
     cost = f" ({saved['megabytes']:.1f} MB, {saved['seconds']:.2f} s)" if saved else ""
     typer.echo(
-        f"mtgc: stopped by {summary.get('stopped_by') or 'an interrupt'} at {summary['steps']:,} env steps; "
+        f"mtgc: stopped by {summary.stopped_by or 'an interrupt'} at {summary.steps:,} env steps; "
         f"checkpoint {Path(saved.get('path', '?')).name} saved{cost}; "
-        f"resume: mtgc train --resume {shlex.quote(summary['run_dir'])}",
+        f"resume: mtgc train --resume {shlex.quote(summary.run_dir)}",
         err=True,
     )
 

@@ -87,7 +87,7 @@ def train(
             ready=ready,
         )
         stdout.print(summary_table(summary))
-        if summary["status"] != "done":
+        if summary.status != "done":
             resume_line(summary)
             raise typer.Exit(stop.exit_code if stop.signum is not None else 130)
 

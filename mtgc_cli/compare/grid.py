@@ -64,7 +64,7 @@ def cell_state(cell: Cell) -> str:
             f"{cell.run_dir} holds a run with a different config; pass --name to compare into a new folder"
         )
     summary = runs.read_summary(cell.run_dir)
-    if summary is not None and summary.get("status") == "done":
+    if summary is not None and summary.status == "done":
         return "done"
     from mtgc_cli import checkpoint
 

@@ -25,6 +25,7 @@ from mtgc_cli.compare.stats import (
     time_to_threshold,
 )
 from mtgc_cli.config import RunConfig
+from mtgc_cli.runs import RunSummary
 
 
 def read_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -41,19 +42,13 @@ def eval_episodes_per_run(config: RunConfig) -> int:
     return config.train.eval_episodes * max(1, len(config.env.task_labels))
 
 
-def _final_scores(summary: dict[str, Any]) -> list[float]:
-    """A run's final success per task (one value for a single-task run): the bootstrap's strata."""
-    per_task = summary.get("final_task_success")
-    return list(per_task.values()) if per_task else [summary["final_eval_success"]]
-
-
-def finished(summary: dict[str, Any] | None, config: RunConfig) -> bool:
+def finished(summary: RunSummary | None, config: RunConfig) -> bool:
     """A cell's run trained its whole budget and was evaluated there."""
     return (
         summary is not None
-        and summary.get("status") == "done"
-        and int(summary.get("steps") or 0) >= config.train.timesteps
-        and summary.get("final_eval_success") is not None
+        and summary.status == "done"
+        and summary.steps >= config.train.timesteps
+        and summary.final_eval_success is not None
     )
 
 
@@ -79,11 +74,11 @@ def aggregate(
             "strategy": cell.strategy,
             "seed": cell.seed,
             "run_dir": str(cell.run_dir),
-            "final_success": summary["final_eval_success"],
-            "final_task_success": summary.get("final_task_success"),
-            "final_scores": _final_scores(summary),
+            "final_success": summary.final_eval_success,
+            "final_task_success": summary.final_task_success,
+            "final_scores": summary.final_scores,
             "eval_episodes": eval_episodes_per_run(cell.config),
-            "wall_seconds": summary["seconds"],
+            "wall_seconds": summary.seconds,
             # Where a seed that never reached a threshold stops being followed.
             "last_eval_step": float(steps[-1]) if len(steps) else 0.0,
         }

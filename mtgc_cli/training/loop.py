@@ -26,7 +26,7 @@ def train(
     report: Reporter | None = None,
     stop: StopRequest | None = None,
     resumed: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> runs.RunSummary:
     """Train to ``train.timesteps`` with evaluation and checkpoints; write the run's files.
 
     ``resumed`` is the training state of the checkpoint ``setup.model`` was restored from. The run
@@ -69,29 +69,29 @@ def train(
         if (written.path / checkpoint.STATS).is_file():
             checkpoint.link_atomic(written.path / checkpoint.STATS, run_dir / runs.STATS)
     last = run_callback.last_eval
-    summary: dict[str, Any] = {
-        "run_dir": str(run_dir),
-        "preset": config.name,
-        "status": status,
-        "stopped_by": stop.name,
-        "strategy": config.relabel.label,
-        "seed": config.train.seed,
-        "steps": run_callback.env_steps,
-        "seconds": round(time.perf_counter() - run_callback.start, 2),
-        "final_eval_success": last.success if last else None,
-        "final_eval_step": run_callback.last_eval_step if last else None,
+    summary = runs.RunSummary(
+        run_dir=str(run_dir),
+        preset=config.name,
+        status=status,
+        stopped_by=stop.name,
+        strategy=config.relabel.label,
+        seed=config.train.seed,
+        steps=run_callback.env_steps,
+        seconds=round(time.perf_counter() - run_callback.start, 2),
+        final_eval_success=last.success if last else None,
+        final_eval_step=run_callback.last_eval_step if last else None,
         **run_callback.evals.best.summary(config.train.eval_episodes, len(config.env.task_labels)),
-        "final_task_success": {r.name: r.success for r in last.rows}
+        final_task_success={r.name: r.success for r in last.rows}
         if last and config.env.is_multitask
         else None,
-        "checkpoint": {
+        checkpoint={
             "path": str(written.path),
             "megabytes": round(written.bytes / 1e6, 3),
             "seconds": written.seconds,
         },
-        "checkpoint_seconds": round(run_callback.checkpoint_seconds, 3),
-        "resumed_at": run_callback.resumed_at,
-    }
+        checkpoint_seconds=round(run_callback.checkpoint_seconds, 3),
+        resumed_at=run_callback.resumed_at,
+    )
     runs.write_summary(run_dir, summary)
     run_callback.send(status)
     return summary
@@ -104,7 +104,7 @@ def run(
     run_dir: Path | None = None,
     command: list[str] | None = None,
     stop: StopRequest | None = None,
-) -> dict[str, Any]:
+) -> runs.RunSummary:
     """Create the run folder and train a prepared setup. A failed start leaves no folder behind."""
     run_dir = run_dir or runs.new_run_dir(root, setup.config)
     try:
@@ -127,7 +127,7 @@ def _resume(
     report: Reporter | None = None,
     command: list[str] | None = None,
     stop: StopRequest | None = None,
-) -> dict[str, Any]:
+) -> runs.RunSummary:
     """Go on with the run of ``plan`` from its newest whole checkpoint, to ``setup.config``'s total.
 
     ``setup`` is prepared from the same config (``plan.config``); its model is replaced by the
@@ -161,7 +161,7 @@ def start_or_resume(
     command: list[str] | None = None,
     stop: StopRequest | None = None,
     ready: Ready | None = None,
-) -> dict[str, Any]:
+) -> runs.RunSummary:
     """A new run (into ``run_dir``, or a new folder under ``root``), or with ``resume`` the run in
     ``run_dir`` from its newest whole checkpoint; returns its summary.
 
