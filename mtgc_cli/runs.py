@@ -12,7 +12,7 @@
         checkpoints/step_<N>/  whole checkpoints at N env steps (mtgc_cli/checkpoint/): model.zip
                              (+ vecnormalize.pkl), replay_buffer.pkl, state.pkl, the best model
                              then, run_config.yaml, manifest.json
-        progress.csv         one row per evaluation
+        progress.csv         one row per evaluation (bc_loss.csv: behaviour cloning's losses)
         videos/              MP4s of eval episodes (mtgc_cli/video.py): step_<N>/ from train.video_every,
                              eval-<model>-s<seed>/ from `mtgc eval --video`
         tb/                  TensorBoard events (one file per start or resume)
@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import platform
@@ -29,6 +30,7 @@ import shlex
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from importlib import metadata
@@ -48,6 +50,7 @@ BEST_MODEL = "best_model.zip"
 STATS = "vecnormalize.pkl"
 BEST_STATS = "best_vecnormalize.pkl"
 PROGRESS = "progress.csv"
+LOSSES = "bc_loss.csv"  # behaviour cloning
 SUMMARY = "summary.json"
 CHECKPOINTS = "checkpoints"
 VIDEOS = "videos"
@@ -117,6 +120,37 @@ def write_run_files(run_dir: Path, config: RunConfig, command: list[str] | None 
     argv = command if command is not None else ["mtgc", *sys.argv[1:]]
     (run_dir / "command.txt").write_text(shlex.join(argv) + "\n")
     (run_dir / "versions.json").write_text(json.dumps(versions(), indent=2) + "\n")
+
+
+def save_task_encoding(run_dir: Path, encoding: TaskEncoding) -> None:
+    """task_encoding.json: a language run's descriptions and vectors, as it trains with them."""
+    encoding.save(run_dir / TASK_ENCODING)
+
+
+def start_progress(run_dir: Path, task_names: Sequence[str]) -> None:
+    """progress.csv with its header: :data:`PROGRESS_FIELDS`, then each task's success."""
+    _write_csv_row(run_dir / PROGRESS, PROGRESS_FIELDS + [f"success/{name}" for name in task_names], "w")
+
+
+def append_progress(run_dir: Path, row: Sequence[Any]) -> None:
+    """One evaluation's row of progress.csv."""
+    _write_csv_row(run_dir / PROGRESS, row, "a")
+
+
+def start_losses(run_dir: Path) -> None:
+    """bc_loss.csv (behaviour cloning's losses) with its header, unless a resumed run has it."""
+    if not (run_dir / LOSSES).exists():
+        _write_csv_row(run_dir / LOSSES, ["gradient_steps", "train_loss", "validation_loss", "seconds"], "w")
+
+
+def append_loss(run_dir: Path, row: Sequence[Any]) -> None:
+    """A row of bc_loss.csv."""
+    _write_csv_row(run_dir / LOSSES, row, "a")
+
+
+def _write_csv_row(path: Path, row: Sequence[Any], mode: str) -> None:
+    with path.open(mode, newline="") as f:
+        csv.writer(f).writerow(row)
 
 
 def remove_unfinished(run_dir: Path) -> None:

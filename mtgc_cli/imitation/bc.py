@@ -22,9 +22,8 @@ Every ``validation_every`` steps the loss on held-out episodes is logged (Tensor
 
 from __future__ import annotations
 
-import csv
 import time
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -45,7 +44,6 @@ __all__ = ["HEADS", "TASK_KEY", "BCPolicy", "BehaviourCloning", "NormalizedInput
 
 # The validation loss is computed on at most this many held-out rows (a fixed random subset).
 MAX_VALIDATION_ROWS = 20_000
-LOSS_FILE = "bc_loss.csv"
 
 
 def minibatch_plan(replay_buffer_kwargs: dict[str, Any] | None) -> tuple[str, str, float]:
@@ -121,6 +119,8 @@ class BehaviourCloning(BaseAlgorithm):
         self._n_updates = 0
         self._sampler: DemoSampler | None = None
         self._validation: tuple[PyTorchObs, th.Tensor] | None = None
+        # Where each loss row goes (the training loop sets it: bc_loss.csv in the run folder).
+        self.loss_log: Callable[[list[Any]], None] | None = None
         if _init_setup_model:
             self._setup_model()
             self._load_demonstrations()
@@ -132,7 +132,7 @@ class BehaviourCloning(BaseAlgorithm):
 
     def _excluded_save_params(self) -> list[str]:
         # The demonstrations stay in the dataset; the saved model holds the policy only.
-        return [*super()._excluded_save_params(), "_sampler", "_validation"]
+        return [*super()._excluded_save_params(), "_sampler", "_validation", "loss_log"]
 
     def _setup_model(self) -> None:
         self._setup_lr_schedule()
@@ -246,12 +246,11 @@ class BehaviourCloning(BaseAlgorithm):
         callback.on_training_start(locals(), globals())
         losses: list[float] = []
         start = time.perf_counter()
-        loss_file = self._loss_file()
         while self.num_timesteps < total_timesteps:
             losses.append(self.train_step())
             self.num_timesteps += 1
             if self.num_timesteps % self.validation_every == 0 or self.num_timesteps == total_timesteps:
-                self._record_losses(float(np.mean(losses)), loss_file, time.perf_counter() - start)
+                self._record_losses(float(np.mean(losses)), time.perf_counter() - start)
                 losses.clear()
             # A rollout step's locals, with no transition in them: one "step" is a gradient step.
             callback.update_locals({"dones": np.zeros(1, dtype=bool), "infos": [{}]})
@@ -260,28 +259,12 @@ class BehaviourCloning(BaseAlgorithm):
         callback.on_training_end()
         return self
 
-    def _loss_file(self) -> Path | None:
-        """``bc_loss.csv`` in the run folder: beside the ``tb`` folder that mtgc's logger writes to."""
-        folder = self.logger.get_dir() if self._custom_logger else None
-        if folder is None:
-            return None
-        path = Path(folder).parent / LOSS_FILE
-        if not path.exists():
-            with path.open("w", newline="") as f:
-                csv.writer(f).writerow(["gradient_steps", "train_loss", "validation_loss", "seconds"])
-        return path
-
-    def _record_losses(self, train_loss: float, loss_file: Path | None, seconds: float) -> None:
+    def _record_losses(self, train_loss: float, seconds: float) -> None:
         validation = self.validation_loss()
         self.logger.record("bc/train_loss", train_loss)
         if validation is not None:
             self.logger.record("bc/validation_loss", validation)
         self.logger.dump(self.num_timesteps)
-        if loss_file is not None:
-            with loss_file.open("a", newline="") as f:
-                row = [
-                    self.num_timesteps,
-                    round(train_loss, 5),
-                    "" if validation is None else round(validation, 5),
-                ]
-                csv.writer(f).writerow([*row, round(seconds, 2)])
+        if self.loss_log is not None:
+            validation_cell = "" if validation is None else round(validation, 5)
+            self.loss_log([self.num_timesteps, round(train_loss, 5), validation_cell, round(seconds, 2)])

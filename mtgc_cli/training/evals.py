@@ -5,7 +5,6 @@ model when the run ends."""
 from __future__ import annotations
 
 import copy
-import csv
 import pickle
 import time
 from pathlib import Path
@@ -39,12 +38,9 @@ class Evaluator:
         self.last_step = -1
         self.best = BestModel()
         self.recheck_counts = [n * recheck_factor(self.train_cfg.eval_episodes) for n in setup.eval_counts]
-        self.progress_file = run_dir / runs.PROGRESS
 
     def start_progress_file(self) -> None:
-        fields = runs.PROGRESS_FIELDS + [f"success/{name}" for name in self.task_names]
-        with self.progress_file.open("w", newline="") as f:
-            csv.writer(f).writerow(fields)
+        runs.start_progress(self.run_dir, self.task_names)
 
     # What a checkpoint keeps of the evaluations (keys of the trainer state), and taking it back.
     def state(self) -> dict[str, Any]:
@@ -143,8 +139,7 @@ class Evaluator:
             round(self.seconds, 2),
         ]
         row += [round(r.success, 4) for r in result.rows] if self.task_names else []
-        with self.progress_file.open("a", newline="") as f:
-            csv.writer(f).writerow(row)
+        runs.append_progress(self.run_dir, row)
         logger.record("eval/success_rate", result.success)
         logger.record("eval/mean_return", result.overall.mean_return)
         for task_row in result.rows if self.task_names else []:

@@ -4,6 +4,7 @@ in that ``mtgc train`` and every compare backend take."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -13,6 +14,7 @@ from typing import Any
 from mtgc_cli import checkpoint, folder_lock, presets, runs
 from mtgc_cli.config import RunConfig
 from mtgc_cli.errors import RunFailed
+from mtgc_cli.imitation.bc import BehaviourCloning
 from mtgc_cli.notices import Reporter, warn
 from mtgc_cli.training.callbacks import RunCallback
 from mtgc_cli.training.logger import make_logger
@@ -40,6 +42,10 @@ def train(
     installed = nullcontext() if stop is not None else (stop := StopRequest()).installed()
     model.set_logger(make_logger(run_dir, None if resumed is None else resumed["env_steps"]))
     run_callback = RunCallback(setup, run_dir, report, stop, resumed)
+    if isinstance(model, BehaviourCloning):
+        # Its losses go to bc_loss.csv in the run folder (the algorithm knows no run folder).
+        runs.start_losses(run_dir)
+        model.loss_log = functools.partial(runs.append_loss, run_dir)
     status = "done"
     with installed:
         # SB3 counts on from model.num_timesteps when reset_num_timesteps is False, and takes
@@ -112,7 +118,7 @@ def run(
         # One writer per run folder, for as long as this run writes it.
         with folder_lock.hold(run_dir):
             if setup.encoding is not None and setup.encoding.kind == "language":
-                setup.encoding.save(run_dir / runs.TASK_ENCODING)
+                runs.save_task_encoding(run_dir, setup.encoding)
             return train(setup, run_dir, report, stop)
     except BaseException:
         runs.remove_unfinished(run_dir)
