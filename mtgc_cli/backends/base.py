@@ -21,7 +21,7 @@ from mtgc_cli.notices import Reporter, Snapshot
 
 if TYPE_CHECKING:
     from mtgc_cli.runs import RunSummary
-    from mtgc_cli.training.stop import StopRequest
+    from mtgc_cli.stop import StopRequest
 
 
 @dataclass(frozen=True)

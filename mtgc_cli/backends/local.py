@@ -30,7 +30,7 @@ _stop: Any = None
 def _worker_init(progress: Any) -> None:
     import torch
 
-    from mtgc_cli.training.stop import StopRequest
+    from mtgc_cli.stop import StopRequest
 
     global _progress, _stop
     torch.set_num_threads(1)

@@ -142,7 +142,7 @@ def _run_task(
     import ray
     import torch
 
-    from mtgc_cli.training.stop import StopRequest
+    from mtgc_cli.stop import StopRequest
 
     # Ray gives a task OMP_NUM_THREADS=1 but torch may already run its default thread count;
     # two such processes on two cores trained 20-60x slower.

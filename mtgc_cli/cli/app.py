@@ -11,10 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from types import FrameType
 from typing import Any
 
 import typer
@@ -23,6 +19,7 @@ from typer.core import TyperGroup
 from mtgc_cli import __version__
 from mtgc_cli.cli import collect, compare, evaluate, options, presets, train
 from mtgc_cli.errors import MtgcError
+from mtgc_cli.stop import Terminated, interrupts
 
 
 def _debug_requested(args: list[str]) -> bool:
@@ -33,33 +30,6 @@ def fail(message: str, code: int) -> None:
     # typer.echo, not Rich: Rich would wrap a long message over several lines.
     typer.echo(f"mtgc: error: {message}", err=True)
     sys.exit(code)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM outside training (which saves a checkpoint instead): ends the command like Ctrl-C."""
-
-
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise Terminated()
-
-
-@contextmanager
-def _signals() -> Iterator[None]:
-    """SIGINT and SIGTERM stop a command with exit 130 and 143, set explicitly: a command started
-    with ``&`` from a script inherits SIGINT ignored. Training replaces both while it runs, to stop
-    with a whole checkpoint."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {
-        signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
-        signal.SIGTERM: signal.signal(signal.SIGTERM, _terminate),
-    }
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 def _interrupted(exc: BaseException | None) -> None:
@@ -74,7 +44,7 @@ class OneLineErrors(TyperGroup):
         options.record_invocation(argv)
         kwargs["standalone_mode"] = False
         try:
-            with _signals():
+            with interrupts():
                 result = super().main(argv, *rest, **kwargs)
         except typer.Exit as exc:
             sys.exit(exc.exit_code)

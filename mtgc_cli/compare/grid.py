@@ -102,7 +102,7 @@ def run_grid(
     SIGINT or SIGTERM the backend is told: each running cell stops with a whole checkpoint,
     queued cells do not start, and running the same command again goes on from there.
     """
-    from mtgc_cli.training.stop import StopRequest
+    from mtgc_cli.stop import StopRequest
 
     for cell in cells:
         total = cell.config.train.timesteps

@@ -14,9 +14,9 @@ from stable_baselines3.common.callbacks import BaseCallback
 from mtgc_cli import checkpoint
 from mtgc_cli.evaluation import EvalResult
 from mtgc_cli.notices import Reporter, Snapshot
+from mtgc_cli.stop import StopRequest
 from mtgc_cli.training.evals import Evaluator
 from mtgc_cli.training.setup import Setup
-from mtgc_cli.training.stop import StopRequest
 
 REPORT_EVERY = 0.5  # seconds between progress snapshots
 

@@ -16,10 +16,10 @@ from mtgc_cli.config import RunConfig
 from mtgc_cli.errors import RunFailed
 from mtgc_cli.imitation.bc import BehaviourCloning
 from mtgc_cli.notices import Reporter, warn
+from mtgc_cli.stop import StopRequest
 from mtgc_cli.training.callbacks import RunCallback
 from mtgc_cli.training.logger import make_logger
 from mtgc_cli.training.setup import Setup, prepare
-from mtgc_cli.training.stop import StopRequest
 
 
 def train(

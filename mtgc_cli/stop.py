@@ -1,4 +1,5 @@
-"""SIGINT and SIGTERM while training: recorded, and acted on where the run can stop whole."""
+"""SIGINT and SIGTERM: while a run trains, recorded and acted on where it can stop whole
+(:class:`StopRequest`); outside training, raised as an interrupt (:func:`interrupts`)."""
 
 from __future__ import annotations
 
@@ -53,3 +54,31 @@ class StopRequest:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside training (which saves a checkpoint instead): ends the command like Ctrl-C."""
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
+@contextmanager
+def interrupts() -> Iterator[None]:
+    """Outside training, SIGINT and SIGTERM end a command as KeyboardInterrupt (SIGTERM as
+    :class:`Terminated`; the CLI exits 130 and 143). Set explicitly: a command started with ``&``
+    from a script inherits SIGINT ignored. A :class:`StopRequest` replaces both while a run
+    trains, to stop with a whole checkpoint."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {
+        signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
+        signal.SIGTERM: signal.signal(signal.SIGTERM, _terminate),
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
