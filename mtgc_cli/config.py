@@ -149,7 +149,7 @@ class AlgoConfig(BaseModel):
     """The algorithm and its stable-baselines3 keyword arguments.
 
     Every key other than ``name``, ``noise_std`` and ``precision`` is passed to the SB3 class
-    unchanged; they are checked against the class's signature when the preset loads (see ``algos.py``).
+    unchanged; they are checked against the class's signature when the preset loads (see ``algos/rules.py``).
     """
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
