@@ -54,7 +54,7 @@ def push_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     root = tmp_path_factory.mktemp("push")
     summary = training.run(training.prepare(config), root / "runs")
-    assert summary["status"] == "done" and summary["steps"] == 150
+    assert summary.status == "done" and summary.steps == 150
     (run_dir,) = run_dirs(root)
     return run_dir
 

@@ -176,11 +176,12 @@ def start_or_resume(
     it was trained with (its folder's ``task_encoding.json``): its descriptions are not embedded
     again, and no sentence encoder is loaded. ``extend``: the total came from ``--timesteps``.
     """
+    if run_dir is None and (resume or root is None):
+        raise ValueError("a resume needs run_dir, a new run run_dir or root")
     plan = None
     encoding = None
     if resume:
-        if run_dir is None:
-            raise ValueError("resume needs the run folder")
+        assert run_dir is not None
         plan = checkpoint.plan_resume(run_dir, config, extend=extend)
         encoding = runs.read_task_encoding(run_dir, config)
     # Envs and model are built (and bad input reported) before anything is written.
@@ -193,9 +194,6 @@ def start_or_resume(
     with around:
         if plan is not None:
             return _resume(setup, plan, report=report, command=command, stop=stop)
-        if run_dir is None and root is None:
-            setup.close()
-            raise ValueError("a new run needs root or run_dir")
         folder_root = root if root is not None else run_dir.parent  # type: ignore[union-attr]
         return run(setup, folder_root, report=report, run_dir=run_dir, command=command, stop=stop)
 
