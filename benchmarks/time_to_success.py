@@ -301,7 +301,7 @@ def seed_share(mine: list[Outcome], threshold: float) -> str:
     """Seeds that reached ``threshold``: their share with its 95% Wilson interval over seeds, and
     the Kaplan-Meier median of the minutes to it (a seed that never got there is censored at the
     minutes it was followed; the median is "> budget" while fewer than half got there)."""
-    from mtgc_cli.comparison import time_to_threshold
+    from mtgc_cli.compare import time_to_threshold
     from mtgc_cli.evaluation import wilson_interval
 
     hits = [o.reached.get(str(threshold)) for o in mine]

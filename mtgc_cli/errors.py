@@ -6,7 +6,9 @@ with a traceback only under ``--debug``.
 
 from __future__ import annotations
 
+import difflib
 import reprlib
+from collections.abc import Iterable
 
 
 class MtgcError(Exception):
@@ -61,3 +63,9 @@ def one_line(message: str, limit: int = MAX_LINE) -> str:
     if not tail:
         return f"{text[: limit - 3]}..."
     return f"{text[:cut][: limit - len(tail) - 4]} ...{tail}"
+
+
+def suggest(word: str, valid: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``valid`` to ``word``; empty when none is close."""
+    close = difflib.get_close_matches(word, list(valid), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""

@@ -19,11 +19,11 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 
 from mtgc_cli.algos import algo_class
+from mtgc_cli.config import RunConfig
 from mtgc_cli.envs.factory import make_vec_env, normalize
 from mtgc_cli.envs.task_encoding import Rewording, TaskEncoding, rewordings
 from mtgc_cli.envs.wrappers import MissingSuccessKey
 from mtgc_cli.errors import UsageError
-from mtgc_cli.presets import RunConfig
 from mtgc_cli.runs import SavedRun, open_run, read_task_encoding
 from mtgc_cli.seeding import Stream
 

@@ -9,10 +9,10 @@
         task_encoding.json   language runs: each task's description and its embedding, as trained
         model.zip            the last model        vecnormalize.pkl       its statistics
         best_model.zip       the best model, chosen on re-evaluations (best_vecnormalize.pkl)
-        checkpoints/step_<N>/  whole checkpoints at N env steps (mtgc_cli/checkpoint.py): model.zip
+        checkpoints/step_<N>/  whole checkpoints at N env steps (mtgc_cli/checkpoint/): model.zip
                              (+ vecnormalize.pkl), replay_buffer.pkl, state.pkl, the best model
                              then, run_config.yaml, manifest.json
-        progress.csv         one row per evaluation
+        progress.csv         one row per evaluation (bc_loss.csv: behaviour cloning's losses)
         videos/              MP4s of eval episodes (mtgc_cli/video.py): step_<N>/ from train.video_every,
                              eval-<model>-s<seed>/ from `mtgc eval --video`
         tb/                  TensorBoard events (one file per start or resume)
@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import platform
@@ -29,7 +30,8 @@ import shlex
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -48,6 +50,7 @@ BEST_MODEL = "best_model.zip"
 STATS = "vecnormalize.pkl"
 BEST_STATS = "best_vecnormalize.pkl"
 PROGRESS = "progress.csv"
+LOSSES = "bc_loss.csv"  # behaviour cloning
 SUMMARY = "summary.json"
 CHECKPOINTS = "checkpoints"
 VIDEOS = "videos"
@@ -119,6 +122,37 @@ def write_run_files(run_dir: Path, config: RunConfig, command: list[str] | None 
     (run_dir / "versions.json").write_text(json.dumps(versions(), indent=2) + "\n")
 
 
+def save_task_encoding(run_dir: Path, encoding: TaskEncoding) -> None:
+    """task_encoding.json: a language run's descriptions and vectors, as it trains with them."""
+    encoding.save(run_dir / TASK_ENCODING)
+
+
+def start_progress(run_dir: Path, task_names: Sequence[str]) -> None:
+    """progress.csv with its header: :data:`PROGRESS_FIELDS`, then each task's success."""
+    _write_csv_row(run_dir / PROGRESS, PROGRESS_FIELDS + [f"success/{name}" for name in task_names], "w")
+
+
+def append_progress(run_dir: Path, row: Sequence[Any]) -> None:
+    """One evaluation's row of progress.csv."""
+    _write_csv_row(run_dir / PROGRESS, row, "a")
+
+
+def start_losses(run_dir: Path) -> None:
+    """bc_loss.csv (behaviour cloning's losses) with its header, unless a resumed run has it."""
+    if not (run_dir / LOSSES).exists():
+        _write_csv_row(run_dir / LOSSES, ["gradient_steps", "train_loss", "validation_loss", "seconds"], "w")
+
+
+def append_loss(run_dir: Path, row: Sequence[Any]) -> None:
+    """A row of bc_loss.csv."""
+    _write_csv_row(run_dir / LOSSES, row, "a")
+
+
+def _write_csv_row(path: Path, row: Sequence[Any], mode: str) -> None:
+    with path.open(mode, newline="") as f:
+        csv.writer(f).writerow(row)
+
+
 def remove_unfinished(run_dir: Path) -> None:
     """Remove a run folder that holds no model, so a failed start leaves nothing half-made."""
     kept = (run_dir / MODEL, run_dir / BEST_MODEL)
@@ -144,17 +178,67 @@ def record_resume(run_dir: Path, config: RunConfig, command: list[str] | None = 
         f.write(shlex.join(argv) + "\n")
 
 
-def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
-    (run_dir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+@dataclass
+class RunSummary:
+    """What ``summary.json`` holds: how a run ended, its final and best evals, its last checkpoint.
+
+    The fields are the file's keys, in its order. Read back, a key an older mtgc did not write is
+    None (or its default); a key this one does not know is ignored.
+    """
+
+    run_dir: str
+    preset: str
+    status: str  # done | interrupted
+    stopped_by: str | None = None  # SIGINT, SIGTERM
+    strategy: str = "none"
+    seed: int = 0
+    steps: int = 0  # env steps done
+    seconds: float = 0.0  # wall seconds, every start and resume together
+    final_eval_success: float | None = None
+    final_eval_step: int | None = None
+    best_eval_success: float | None = None  # see best_selection
+    best_eval_interval: list[float] | None = None
+    best_eval_episodes: int = 0
+    best_eval_step: int = 0
+    best_screen_success: float | None = None
+    best_recheck_success: float | None = None
+    best_recheck_interval: list[float] | None = None
+    best_eval_source: str | None = None  # recheck | fresh
+    best_selection: str | None = None
+    final_task_success: dict[str, float] | None = None  # multi-task runs
+    checkpoint: dict[str, Any] | None = None  # path, megabytes, seconds
+    checkpoint_seconds: float = 0.0
+    resumed_at: list[int] = field(default_factory=list)
+
+    @property
+    def final_scores(self) -> list[float]:
+        """The final success per task (one value for a single-task run)."""
+        if self.final_task_success:
+            return list(self.final_task_success.values())
+        return [] if self.final_eval_success is None else [self.final_eval_success]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunSummary:
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
 
 
-def read_summary(run_dir: Path) -> dict[str, Any] | None:
+def write_summary(run_dir: Path, summary: RunSummary) -> None:
+    (run_dir / SUMMARY).write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+
+
+def read_summary(run_dir: Path) -> RunSummary | None:
+    """The run's summary.json; None where there is none (a run that never ended) or it is unreadable."""
     path = run_dir / SUMMARY
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
+        data = json.loads(path.read_text())
+        return RunSummary.from_json(data) if isinstance(data, dict) else None
+    except (json.JSONDecodeError, TypeError):
         return None
 
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mtgc_cli.envs.recording import NotAnImage, frame_array
+from mtgc_cli.envs.recording import frame_array, video_failure
 from mtgc_cli.envs.wrappers import SUCCESS_KEYS
 from mtgc_cli.write_check import mp4_problem, write_problem
 
@@ -40,42 +40,6 @@ if TYPE_CHECKING:
 # Frames kept per video for TensorBoard: downscaled to this width and at most this many.
 PREVIEW_WIDTH = 240
 PREVIEW_FRAMES = 200
-
-
-OFFSCREEN_HELP = (
-    "offscreen MuJoCo needs EGL (apt install libegl1; MUJOCO_GL=egl, mtgc's default) or OSMesa "
-    "(apt install libosmesa6; MUJOCO_GL=osmesa)"
-)
-
-
-def prefer_offscreen_gl() -> None:
-    """Render MuJoCo through EGL unless the user chose a backend (``MUJOCO_GL``).
-
-    Called wherever rendering is requested, before the first frame is rendered (gymnasium reads
-    the variable when it creates the GL context). Unset, gymnasium tries GLFW first, which needs
-    a display and, on a headless machine, fails rather than falling back to EGL.
-    """
-    os.environ.setdefault("MUJOCO_GL", "egl")
-
-
-def _what(exc: BaseException) -> str:
-    """``Type: first line of the message`` (cut at 140 characters), for one-line reports."""
-    detail = str(exc).splitlines()[0] if str(exc) else ""
-    if len(detail) > 140:
-        detail = detail[:137] + "..."
-    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
-
-
-def video_failure(label: str, exc: BaseException, rendering: bool) -> str:
-    """One line: why videos of ``label`` failed and, for a render, what makes offscreen rendering work."""
-    if isinstance(exc, NotAnImage):
-        return str(exc)
-    if not rendering:
-        return f"writing a video of {label} failed ({_what(exc)})"
-    return (
-        f"rendering {label} failed with MUJOCO_GL={os.environ.get('MUJOCO_GL', 'unset')} ({_what(exc)}); "
-        f"{OFFSCREEN_HELP}"
-    )
 
 
 def file_stem(name: str) -> str:

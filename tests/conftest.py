@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 # Tests run in two pytest-xdist workers, and many start `mtgc` subprocesses: one thread each, or
@@ -43,3 +45,40 @@ def run_dirs(root: Path) -> list[Path]:
     `Path.rglob` raises FileNotFoundError.
     """
     return sorted(Path(top) for top, _, files in os.walk(root) if "config.yaml" in files)
+
+
+def assert_one_line_error(result, code: int, *fragments: str) -> None:
+    """``result`` (CliRunner's or a subprocess's) exited ``code`` with one ``mtgc: error:`` line on
+    stderr holding every fragment, and no traceback."""
+    exit_code = getattr(result, "exit_code", getattr(result, "returncode", None))
+    output = getattr(result, "output", None) or (result.stdout + result.stderr)
+    assert exit_code == code, output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mtgc: error: "), result.stderr
+    assert "Traceback" not in output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def stderr_lines(err: str, prefix: str) -> list[str]:
+    """The lines of ``err`` that start with ``prefix`` (``mtgc: warning:``, ``mtgc: error:``)."""
+    return [line for line in err.splitlines() if line.startswith(prefix)]
+
+
+def mtgc_command(*args: str) -> list[str]:
+    """``mtgc ARGS`` as a command line for a fresh process of this interpreter."""
+    return [sys.executable, "-m", "mtgc_cli.cli.app", *args]
+
+
+def mtgc_subprocess(
+    args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """``mtgc ARGS`` in a fresh process (one torch thread unless ``env`` says otherwise)."""
+    return subprocess.run(
+        mtgc_command(*args),
+        cwd=cwd,
+        env=env or {**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

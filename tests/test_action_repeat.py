@@ -35,7 +35,7 @@ def repeated(tmp_path_factory: pytest.TempPathFactory):
 
 def test_sb3_clock_counts_env_steps(repeated) -> None:
     model, summary = repeated
-    assert summary["status"] == "done" and summary["steps"] == 3000
+    assert summary.status == "done" and summary.steps == 3000
     assert model.num_timesteps == 3000
     # The schedules (exploration here) ran to their end: progress remaining is 0, not 1/3.
     assert model._current_progress_remaining == pytest.approx(0.0, abs=0.01)

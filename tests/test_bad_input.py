@@ -14,8 +14,7 @@ import pytest
 from stable_baselines3.common.save_util import load_from_zip_file
 from torch import nn
 
-from tests.conftest import run_dirs
-from tests.test_cli import assert_one_line_error
+from tests.conftest import assert_one_line_error, run_dirs
 
 # Tiny bit-flip and point-tasks runs; a bad --set comes last, so it is the one that counts.
 BIT_FLIP = [

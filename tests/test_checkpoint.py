@@ -101,3 +101,22 @@ def test_prune_keeps_the_newest_and_trims_buffers_beyond_two(trained, tmp_path: 
     assert [c.resumable for c in found] == [True, True, False]
     trimmed = json.loads((found[2].path / checkpoint.MANIFEST).read_text())
     assert checkpoint.BUFFER not in trimmed["files"] and (found[2].path / checkpoint.MODEL).is_file()
+
+
+def test_run_summary_reads_an_older_summary_json(tmp_path: Path) -> None:
+    """summary.json is read into a typed RunSummary: a key an older mtgc did not write gets its
+    default, a key this one does not know is ignored, and writing it back keeps the key order."""
+    from mtgc_cli.runs import RunSummary, read_summary, write_summary
+
+    old = {"run_dir": "runs/x", "preset": "bit-flip", "status": "done", "steps": 400, "seconds": 3.5,
+           "final_eval_success": 0.5, "best_eval_success": 0.5, "best_eval_step": 400, "someday": 1}  # fmt: skip
+    (tmp_path / "summary.json").write_text(json.dumps(old))
+    summary = read_summary(tmp_path)
+    assert summary is not None and summary.status == "done" and summary.best_eval_source is None
+    assert summary.final_scores == [0.5] and summary.resumed_at == []
+    write_summary(tmp_path, summary)
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert list(written)[:4] == ["run_dir", "preset", "status", "stopped_by"] and "someday" not in written
+    assert RunSummary.from_json(written) == summary
+    (tmp_path / "summary.json").write_text("[1, 2]")
+    assert read_summary(tmp_path) is None

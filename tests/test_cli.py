@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import run_dirs
+from tests.conftest import assert_one_line_error, run_dirs
 
 # A tiny bit-flipping run: 4-bit episodes end every 4 steps, learning starts at 100 steps.
 TINY = [
@@ -98,15 +98,6 @@ def test_presets_table_and_show(invoke) -> None:
     assert shown.exit_code == 0
     data = yaml.safe_load(shown.stdout)
     assert data["env"]["id"] == "FetchReach-v4" and data["relabel"]["strategy"] == "future"
-
-
-def assert_one_line_error(result, code: int, *fragments: str) -> None:
-    assert result.exit_code == code, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("mtgc: error: "), result.stderr
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,7 @@ import minari
 import numpy as np
 import pytest
 
-from tests.conftest import run_dirs
-from tests.test_cli import assert_one_line_error
+from tests.conftest import assert_one_line_error, run_dirs
 
 
 def load(data_dir, dataset_id: str) -> minari.MinariDataset:

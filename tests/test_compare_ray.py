@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import mtgc_command, mtgc_subprocess
 from tests.test_comparison_cli import TINY
 
 GRID = ["compare", *TINY, "--strategies", "none,future", "--seeds", "2", "--runs-dir", "runs"]
@@ -58,14 +59,7 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, di
 
 
 def mtgc(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mtgc_cli.cli.app", *args],
-        cwd=cwd,
-        env=env or {**os.environ, "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return mtgc_subprocess(args, cwd=cwd, env=env)
 
 
 def csv_rows(path: Path, drop: tuple[str, ...] = ()) -> list[dict[str, str]]:
@@ -119,7 +113,7 @@ def test_stopped_ray_grid_resumes_from_copies_on_a_local_cluster(
     folder = tmp_path / "runs" / "compare" / "bit-flip"
     cells = [folder / "none-s0", folder / "future-s0"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mtgc_cli.cli.app", *args, "--address", address],
+        mtgc_command(*args, "--address", address),
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,8 @@ import pytest
 from rich.text import Text
 
 from mtgc_cli import presets, runs
-from mtgc_cli.comparison import Cell, aggregate, steps_to
-from mtgc_cli.console import compare_table
+from mtgc_cli.cli.render import compare_table
+from mtgc_cli.compare import Cell, aggregate, steps_to
 from mtgc_cli.evaluation import wilson_interval
 
 STEPS = [1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000]
@@ -39,13 +40,14 @@ def make_cells(
             run_dir.mkdir(parents=True)
             runs.write_summary(
                 run_dir,
-                {
-                    "status": "done",
-                    "steps": config.train.timesteps,
-                    "final_eval_success": final,
-                    "final_task_success": None,
-                    "seconds": 10.0,
-                },
+                runs.RunSummary(
+                    run_dir=str(run_dir),
+                    preset=preset,
+                    status="done",
+                    steps=config.train.timesteps,
+                    final_eval_success=final,
+                    seconds=10.0,
+                ),
             )
             with (run_dir / runs.PROGRESS).open("w", newline="") as f:
                 writer = csv.DictWriter(f, fieldnames=runs.PROGRESS_FIELDS, restval="")
@@ -157,8 +159,8 @@ def test_seeds_that_never_reach_a_threshold_are_censored_not_averaged_away(tmp_p
 
 
 def test_median_past_the_runs_end_is_shown_as_a_bound() -> None:
-    from mtgc_cli.comparison import time_to_threshold
-    from mtgc_cli.console import _steps
+    from mtgc_cli.cli.render import _steps
+    from mtgc_cli.compare import time_to_threshold
 
     assert time_to_threshold([3000.0, None, None], [8000.0] * 3).median is None
     result = time_to_threshold([None, None], [8000.0, 6000.0])
@@ -176,9 +178,10 @@ def test_multitask_scores_are_bootstrapped_per_task(tmp_path: Path) -> None:
         {"east": 1.0, "north": 0.5, "west": 1.0, "south": 1.0},
     ]
     for cell, tasks in zip(cells, per_task, strict=True):
-        summary = runs.read_summary(cell.run_dir) or {}
-        summary.update(final_eval_success=float(np.mean(list(tasks.values()))), final_task_success=tasks)
-        runs.write_summary(cell.run_dir, summary)
+        summary = runs.read_summary(cell.run_dir)
+        assert summary is not None
+        mean = float(np.mean(list(tasks.values())))
+        runs.write_summary(cell.run_dir, replace(summary, final_eval_success=mean, final_task_success=tasks))
     rows, per_run = aggregate(cells)
     (row,) = rows
     assert per_run[0]["final_scores"] == [1.0, 1.0, 0.0, 1.0]
@@ -214,9 +217,9 @@ def test_a_cell_that_did_not_finish_its_budget_is_left_out(tmp_path: Path) -> No
     # summary is the stop's, at half the budget). Only seed 0 finished: it alone is aggregated.
     cells = make_cells(tmp_path, {"future": [(1.0, [1.0] * 8), (0.0, [0.0] * 8), (0.0, [0.0] * 8)]})
     stopped, failed = cells[1].run_dir, cells[2].run_dir
-    runs.write_summary(stopped, {**runs.read_summary(stopped), "status": "interrupted"})
+    runs.write_summary(stopped, replace(runs.read_summary(stopped), status="interrupted"))
     half = cells[2].config.train.timesteps // 2
-    runs.write_summary(failed, {**runs.read_summary(failed), "steps": half})
+    runs.write_summary(failed, replace(runs.read_summary(failed), steps=half))
     rows, per_run = aggregate(cells)
     assert [r["seed"] for r in per_run] == [0]
     assert rows[0]["seeds"] == 1 and rows[0]["final_success_mean"] == 1.0

@@ -36,7 +36,7 @@ def fetch_run(tmp_path_factory: pytest.TempPathFactory):
 
 def test_short_fetch_run_crosses_learning_start_eval_and_checkpoint(fetch_run) -> None:
     _, model, summary, run_dir = fetch_run
-    assert summary["steps"] == 300 and summary["status"] == "done"
+    assert summary.steps == 300 and summary.status == "done"
     assert model._n_updates > 0  # gradient steps happened after learning_starts
     assert model.replay_buffer.ep_length.max() == 50  # whole episodes were stored
     rows = (run_dir / runs.PROGRESS).read_text().splitlines()[1:]

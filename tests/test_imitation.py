@@ -16,8 +16,7 @@ from mtgc_cli import presets
 from mtgc_cli.imitation import dataset
 from mtgc_cli.imitation.batches import DemoSampler, split_episodes
 from mtgc_cli.imitation.collect import collect, per_step_env, probe_env
-from tests.conftest import run_dirs
-from tests.test_cli import assert_one_line_error
+from tests.conftest import assert_one_line_error, run_dirs
 
 
 def expert_success(preset: str, episodes: int, tasks: list[str] | None = None) -> dict[str, float]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from mtgc_cli import presets, training
+from mtgc_cli.runs import RunSummary
 
 
-def train_bit_flip(tmp_path: Path, strategy: str) -> dict:
+def train_bit_flip(tmp_path: Path, strategy: str) -> RunSummary:
     config = presets.load(
         "bit-flip",
         timesteps=8000,
@@ -26,5 +27,5 @@ def test_her_future_learns_bit_flipping_and_no_relabel_does_not(tmp_path: Path) 
     her = train_bit_flip(tmp_path, "future")
     plain = train_bit_flip(tmp_path, "none")
     # 15 bits: 2^15 goals, so a random walk almost never sees a reward without relabeling.
-    assert her["final_eval_success"] >= 0.8
-    assert plain["final_eval_success"] <= 0.1
+    assert her.final_eval_success is not None and her.final_eval_success >= 0.8
+    assert plain.final_eval_success is not None and plain.final_eval_success <= 0.1

@@ -52,7 +52,7 @@ def bf16_run(tmp_path_factory: pytest.TempPathFactory):
 
 def test_bfloat16_gradient_steps_run_under_autocast(bf16_run) -> None:
     _, model, summary, _, dtypes = bf16_run
-    assert summary["status"] == "done" and model._n_updates > 0
+    assert summary.status == "done" and model._n_updates > 0
     assert isinstance(model, Bfloat16Training) and isinstance(model, TQC)
     # The critic's products came out in bfloat16 during the gradient steps...
     assert torch.bfloat16 in dtypes

@@ -10,7 +10,6 @@ import resource
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from mtgc_cli import checkpoint
-from tests.conftest import run_dirs
-from tests.test_cli import assert_one_line_error
+from tests.conftest import assert_one_line_error, mtgc_command, run_dirs, stderr_lines
 
 # 4-bit flipping (episodes of at most 4 steps): an eval and a checkpoint every 200 env steps.
 SETTINGS = [
@@ -34,7 +32,7 @@ TRAIN = ["train", "--preset", "bit-flip", "--timesteps", str(TOTAL), *SETTINGS]
 def start(args: list[str], cwd: Path, preexec: Callable[[], None] | None = None) -> subprocess.Popen[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "mtgc_cli.cli.app", *args],
+        mtgc_command(*args),
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
@@ -76,10 +74,6 @@ def single_run(root: Path) -> Callable[[], bool]:
 def progress_steps(run_dir: Path) -> list[int]:
     with (run_dir / "progress.csv").open() as f:
         return [int(row["env_steps"]) for row in csv.DictReader(f)]
-
-
-def stderr_lines(err: str, prefix: str) -> list[str]:
-    return [line for line in err.splitlines() if line.startswith(prefix)]
 
 
 def ignore_sigint() -> None:

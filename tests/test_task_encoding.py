@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,8 +19,7 @@ from mtgc_cli import presets, runs
 from mtgc_cli.envs import task_encoding
 from mtgc_cli.envs.factory import make_vec_env, task_encoding_for
 from mtgc_cli.envs.task_encoding import TaskEncoding, nearest_task
-from tests.conftest import run_dirs
-from tests.test_cli import assert_one_line_error
+from tests.conftest import assert_one_line_error, run_dirs
 from tests.test_collect import load
 from tests.test_multitask_buffer import fill, point_setup
 
@@ -281,3 +281,48 @@ def test_scripted_experts_read_the_task_from_its_embedding(encoder, invoke, tmp_
         task = int(episode.infos["task"][0])
         assert np.array_equal(episode.observations["task"][0], vectors[task])
         assert episode.infos["is_success"][-1] == 1.0  # the expert went to this task's target
+
+
+def test_a_stopped_language_compare_cell_resumes_with_its_saved_vectors(
+    encoder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A compare cell of a language run, stopped and resumed through the backends' own path
+    (``run_job``, what local and Ray workers call, i.e. ``training.start_or_resume``): the resume
+    takes the run's saved task vectors and embeds nothing, so no sentence encoder is loaded."""
+    from mtgc_cli.backends import run_job
+    from mtgc_cli.compare import cell_state, expand, jobs
+    from mtgc_cli.training import StopRequest, callbacks
+
+    monkeypatch.chdir(tmp_path)
+    sets = [
+        LANGUAGE_SET, "algo.learning_starts=100", "algo.buffer_size=1000",
+        "algo.policy_kwargs.net_arch=[16]", "train.eval_every=150", "train.eval_episodes=2",
+        "train.checkpoint_every=150",
+    ]  # fmt: skip
+    _, (cell,) = expand("point-tasks", ["none"], 1, tmp_path / "runs", timesteps=300, sets=sets)
+    (job,) = jobs([cell], {cell.run_dir: "new"}, ["mtgc", "compare"])
+    stop = StopRequest()
+
+    def report(snapshot) -> None:
+        if snapshot.steps >= 160 and stop.signum is None:
+            stop(signal.SIGTERM, None)  # what a worker's handler records when the grid is stopped
+
+    monkeypatch.setattr(callbacks, "REPORT_EVERY", 0.0)  # a progress report at every env step
+    stopped = run_job(job, cell.run_dir, report, stop)
+    assert stopped is not None and stopped.status == "interrupted" and stopped.steps < 300
+    saved = TaskEncoding.load(cell.run_dir / runs.TASK_ENCODING)
+    assert cell_state(cell) == "resume"
+
+    def no_encoder(*args, **kwargs):
+        raise AssertionError("the sentence encoder was asked for on resume")
+
+    monkeypatch.setattr(task_encoding, "embed", no_encoder)
+    monkeypatch.setattr(task_encoding, "_load_model", no_encoder)
+    monkeypatch.setattr(task_encoding, "_model", None)  # even a loaded one would be loaded again
+    (again,) = jobs([cell], {cell.run_dir: "resume"}, ["mtgc", "compare"])
+    assert again.resume
+    done = run_job(again, cell.run_dir, lambda snapshot: None, StopRequest())
+    assert done is not None and done.status == "done" and done.steps == 300
+    assert done.resumed_at == [stopped.steps]
+    after = TaskEncoding.load(cell.run_dir / runs.TASK_ENCODING)
+    assert np.array_equal(after.vectors, saved.vectors) and after.descriptions == saved.descriptions

@@ -17,8 +17,7 @@ from pathlib import Path
 import gymnasium as gym
 import pytest
 
-from tests.conftest import run_dirs
-from tests.test_cli import assert_one_line_error
+from tests.conftest import assert_one_line_error, run_dirs
 
 MODULE = "mtgc_user_reach"
 ENV_ID = f"{MODULE}:LineReach-v0"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -18,8 +17,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from mtgc_cli import presets, training
 from mtgc_cli.envs.recording import frame_array
 from mtgc_cli.errors import UsageError
-from tests.conftest import run_dirs
-from tests.test_cli import assert_one_line_error
+from tests.conftest import assert_one_line_error, mtgc_subprocess, run_dirs
 
 FETCH_STEPS = 50  # FetchPush-v4's episode, in env steps (17 decisions with action_repeat 3)
 
@@ -28,8 +26,7 @@ def mtgc_in_subprocess(
     args: list[str], env: dict[str, str], timeout: float
 ) -> subprocess.CompletedProcess[str]:
     """``mtgc ARGS`` in a fresh process: MUJOCO_GL is read when MuJoCo is first imported."""
-    command = [sys.executable, "-m", "mtgc_cli.cli.app", *args]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    return mtgc_subprocess(args, env=env, timeout=timeout)
 
 
 def frames_of(path: Path) -> np.ndarray:
@@ -57,7 +54,7 @@ def push_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     root = tmp_path_factory.mktemp("push")
     summary = training.run(training.prepare(config), root / "runs")
-    assert summary["status"] == "done" and summary["steps"] == 150
+    assert summary.status == "done" and summary.steps == 150
     (run_dir,) = run_dirs(root)
     return run_dir
 

@@ -17,7 +17,8 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from mtgc_cli.backends import Backend, Event, Finished, Job, run_job
+from mtgc_cli.backends.base import Backend, Event, Finished, Job, run_job
+from mtgc_cli.runs import RunSummary
 
 # Set in each worker process by _worker_init: the queue progress goes to, and the stop request
 # its signal handlers record (for the worker's whole life, so that a signal between two runs, or
@@ -29,7 +30,7 @@ _stop: Any = None
 def _worker_init(progress: Any) -> None:
     import torch
 
-    from mtgc_cli.training import StopRequest
+    from mtgc_cli.stop import StopRequest
 
     global _progress, _stop
     torch.set_num_threads(1)
@@ -38,7 +39,7 @@ def _worker_init(progress: Any) -> None:
     _stop.install()
 
 
-def _run_cell(job: Job) -> dict[str, Any]:
+def _run_cell(job: Job) -> RunSummary | None:
     """Runs in a worker process: one cell, its progress sent through the queue."""
     return run_job(job, job.run_dir, _progress.put, _stop)
 
@@ -50,7 +51,7 @@ class LocalBackend(Backend):
         self.workers = workers
         self.pool: ProcessPoolExecutor | None = None
         self.progress: Any = None
-        self.futures: dict[Future[dict[str, Any]], Job] = {}
+        self.futures: dict[Future[RunSummary | None], Job] = {}
         self.signalled: set[int] = set()
 
     def describe(self) -> str:

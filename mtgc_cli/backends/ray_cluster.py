@@ -17,7 +17,6 @@ sends it.
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import secrets
@@ -25,7 +24,6 @@ import shutil
 import signal
 import socket
 import sys
-import tarfile
 import tempfile
 import time
 from collections import deque
@@ -34,10 +32,10 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from mtgc_cli import runs
-from mtgc_cli.backends import Backend, Event, Finished, Job, run_job
-from mtgc_cli.console import Snapshot
+from mtgc_cli.backends.base import Backend, Event, Finished, Job, run_job
+from mtgc_cli.backends.transfer import pack, relocate_summary, replace_run_dir, unpack
 from mtgc_cli.errors import RunFailed, UsageError
+from mtgc_cli.notices import Snapshot
 
 INSTALL = "pip install 'mtgc[ray]' (in a checkout: pip install -e \".[ray]\")"
 ADDRESSES = "valid: a running cluster's head as host:port (what `ray start --head` prints), or auto"
@@ -127,51 +125,6 @@ class _Board:
         return self.signum
 
 
-def pack(run_dir: Path) -> bytes:
-    """The run folder as an uncompressed tar (checkpoints hardly compress; hard links are kept)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        tar.add(run_dir, arcname=".")
-    return buffer.getvalue()
-
-
-def unpack(data: bytes, run_dir: Path) -> None:
-    """Extract a :func:`pack`-ed run folder into ``run_dir`` (created; it must not exist)."""
-    run_dir.mkdir(parents=True)
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        if hasattr(tarfile, "data_filter"):
-            tar.extractall(run_dir, filter="data")  # nothing outside run_dir, no device files
-        else:  # Python < 3.10.12
-            tar.extractall(run_dir)
-
-
-def replace_run_dir(run_dir: Path, data: bytes) -> None:
-    """Put a copied-back run folder in place of ``run_dir``; the old one goes once the new is whole."""
-    incoming = run_dir.with_name(f".{run_dir.name}.incoming-{os.getpid()}")
-    shutil.rmtree(incoming, ignore_errors=True)
-    unpack(data, incoming)
-    if not run_dir.exists():
-        incoming.rename(run_dir)
-        return
-    old = run_dir.with_name(f".{run_dir.name}.replaced-{os.getpid()}")
-    shutil.rmtree(old, ignore_errors=True)
-    run_dir.rename(old)
-    incoming.rename(run_dir)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _relocate_summary(run_dir: Path, target: Path) -> None:
-    """summary.json of a run made in a temporary folder names the folder it is copied back to."""
-    summary = runs.read_summary(run_dir)
-    if summary is None:
-        return
-    summary["run_dir"] = str(target)
-    saved = summary.get("checkpoint")
-    if saved and saved.get("path"):
-        saved["path"] = str(target / Path(saved["path"]).relative_to(run_dir))
-    runs.write_summary(run_dir, summary)
-
-
 def _sees(folder: Path, probe: str | None) -> bool:
     """Whether this node sees the driver's compare folder at the same path."""
     if probe is None:
@@ -189,7 +142,7 @@ def _run_task(
     import ray
     import torch
 
-    from mtgc_cli.training import StopRequest
+    from mtgc_cli.stop import StopRequest
 
     # Ray gives a task OMP_NUM_THREADS=1 but torch may already run its default thread count;
     # two such processes on two cores trained 20-60x slower.
@@ -237,7 +190,8 @@ def _run_task(
             unpack(files, run_dir)
     error = None
     try:
-        run_job(job, run_dir, report, stop)
+        with stop.installed():  # once, for the cell (a no-op off the main thread)
+            run_job(job, run_dir, report, stop)
     except Exception as exc:  # one cell's failure is reported, the others go on
         error = str(exc) or type(exc).__name__
     finally:
@@ -250,7 +204,7 @@ def _run_task(
     try:
         if not run_dir.is_dir():
             return {"error": error}  # a failed start leaves no folder, as locally
-        _relocate_summary(run_dir, job.run_dir)
+        relocate_summary(run_dir, job.run_dir)
         return {"error": error, "files": pack(run_dir)}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

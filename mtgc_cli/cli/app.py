@@ -11,17 +11,15 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from types import FrameType
 from typing import Any
 
 import typer
 from typer.core import TyperGroup
 
 from mtgc_cli import __version__
+from mtgc_cli.cli import collect, compare, evaluate, options, presets, train
 from mtgc_cli.errors import MtgcError, one_line
+from mtgc_cli.stop import Terminated, interrupts
 
 
 def _debug_requested(args: list[str]) -> bool:
@@ -34,42 +32,6 @@ def fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
-# The arguments of the running invocation, recorded in each run's command.txt.
-_argv: list[str] = []
-
-
-def invocation() -> list[str]:
-    """The command line as typed: ``["mtgc", "train", "--preset", ...]``."""
-    return ["mtgc", *_argv]
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM outside training (which saves a checkpoint instead): ends the command like Ctrl-C."""
-
-
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise Terminated()
-
-
-@contextmanager
-def _signals() -> Iterator[None]:
-    """SIGINT and SIGTERM stop a command with exit 130 and 143, set explicitly: a command started
-    with ``&`` from a script inherits SIGINT ignored. Training replaces both while it runs, to stop
-    with a whole checkpoint."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {
-        signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
-        signal.SIGTERM: signal.signal(signal.SIGTERM, _terminate),
-    }
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
 def _interrupted(exc: BaseException | None) -> None:
     if isinstance(exc, Terminated):
         fail("terminated", 128 + signal.SIGTERM)
@@ -79,10 +41,10 @@ def _interrupted(exc: BaseException | None) -> None:
 class OneLineErrors(TyperGroup):
     def main(self, args: list[str] | None = None, *rest: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         argv = list(sys.argv[1:] if args is None else args)
-        _argv[:] = argv
+        options.record_invocation(argv)
         kwargs["standalone_mode"] = False
         try:
-            with _signals():
+            with interrupts():
                 result = super().main(argv, *rest, **kwargs)
         except typer.Exit as exc:
             sys.exit(exc.exit_code)
@@ -135,12 +97,13 @@ def _root(
     """mtgc: train, evaluate and compare goal-conditioned and multi-task RL agents."""
 
 
-def _register() -> None:
-    # Imported here so each command module can import `app` without a cycle.
-    from mtgc_cli.cli import collect, compare, evaluate, presets, train  # noqa: F401
-
-
-_register()
+# The commands are plain functions in their own modules (none imports this one), registered here.
+# In the order `mtgc --help` has always listed them.
+app.command()(compare.compare)
+app.command("eval")(evaluate.eval_command)
+app.command()(train.train)
+app.command()(collect.collect)
+app.add_typer(presets.presets_app, name="presets")
 
 
 def main() -> None:
@@ -148,7 +111,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # python -m mtgc_cli.cli.app
-    # The commands registered on the imported module's app, not on this __main__ copy's.
-    from mtgc_cli.cli.app import main as imported_main
-
-    imported_main()
+    main()

@@ -10,11 +10,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from mtgc_cli.cli import options
-from mtgc_cli.cli.app import app
-from mtgc_cli.console import stderr, stdout
+from mtgc_cli.cli.render import stderr, stdout
 
 
-@app.command()
 def collect(
     preset: Annotated[
         str | None,

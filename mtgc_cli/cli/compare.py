@@ -11,8 +11,8 @@ from typing import Annotated
 import typer
 
 from mtgc_cli.cli import options
-from mtgc_cli.cli.app import app, invocation
-from mtgc_cli.console import compare_table, stdout
+from mtgc_cli.cli.options import invocation
+from mtgc_cli.cli.render import compare_table, stdout
 
 
 class BackendName(str, Enum):
@@ -20,7 +20,6 @@ class BackendName(str, Enum):
     ray = "ray"
 
 
-@app.command()
 def compare(
     preset: options.Preset,
     strategies: Annotated[
@@ -73,7 +72,8 @@ def compare(
     ] = False,
 ) -> None:
     """Compare relabel strategies across seeds: table, compare.json, compare.csv, curves.png."""
-    from mtgc_cli.comparison import compare as run_compare
+    from mtgc_cli.cli.render import CompareView
+    from mtgc_cli.compare import compare as run_compare
 
     names = [s.strip() for s in strategies.split(",")]
     result = run_compare(
@@ -91,6 +91,7 @@ def compare(
         address=address,
         gpus_per_cell=gpus_per_cell,
         copy_back=copy_back,
+        display=CompareView(),
     )
     if result.stopped_by is not None:
         signame = signal.Signals(result.stopped_by).name

@@ -9,12 +9,11 @@ from typing import Annotated
 
 import typer
 
-from mtgc_cli.cli.app import app
-from mtgc_cli.console import eval_table, stdout, warn
+from mtgc_cli.cli.render import eval_table, stdout
 from mtgc_cli.errors import UsageError
+from mtgc_cli.notices import warn
 
 
-@app.command("eval")
 def eval_command(
     target: Annotated[
         Path, typer.Argument(help="A run folder, or a model .zip inside one (best, checkpoint).")
@@ -53,8 +52,9 @@ def eval_command(
     if video_episodes <= 0:
         raise UsageError(f"--video-episodes must be a positive number, got {video_episodes}")
     from mtgc_cli import runs
+    from mtgc_cli.envs.recording import prefer_offscreen_gl
     from mtgc_cli.evaluation import evaluate, load_for_eval
-    from mtgc_cli.video import EvalVideos, prefer_offscreen_gl
+    from mtgc_cli.video import EvalVideos
 
     rewording = _parse_descriptions(task_descriptions or [])
     if video:

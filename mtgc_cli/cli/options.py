@@ -33,3 +33,16 @@ def _writable_runs_dir(value: Path) -> Path:
 RunsDir = Annotated[
     Path, typer.Option("--runs-dir", help="Where run folders are written.", callback=_writable_runs_dir)
 ]
+
+
+# The arguments of the running invocation, recorded in each run's command.txt.
+_argv: list[str] = []
+
+
+def record_invocation(argv: list[str]) -> None:
+    _argv[:] = argv
+
+
+def invocation() -> list[str]:
+    """The command line as typed: ``["mtgc", "train", "--preset", ...]``."""
+    return ["mtgc", *_argv]

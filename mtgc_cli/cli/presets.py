@@ -9,11 +9,9 @@ from rich.table import Table
 
 from mtgc_cli import presets as preset_lib
 from mtgc_cli.cli import options
-from mtgc_cli.cli.app import app
-from mtgc_cli.console import stdout
+from mtgc_cli.cli.render import stdout
 
 presets_app = typer.Typer(help="List shipped presets, or show one resolved.", invoke_without_command=True)
-app.add_typer(presets_app, name="presets")
 
 
 @presets_app.callback()

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mtgc_cli import folder_lock, presets, runs
+from mtgc_cli import presets
 from mtgc_cli.cli import options
-from mtgc_cli.cli.app import app, invocation
-from mtgc_cli.console import ProgressView, resume_line, stderr, stdout, summary_table, warn
+from mtgc_cli.cli.options import invocation
+from mtgc_cli.cli.render import ProgressView, resume_line, stderr, stdout, summary_table
 from mtgc_cli.errors import UsageError
 
+if TYPE_CHECKING:
+    from mtgc_cli.checkpoint import ResumePlan
 
-@app.command()
+
 def train(
     preset: Annotated[
         str | None,
@@ -44,49 +47,47 @@ def train(
 
     Ctrl-C or SIGTERM stops with a whole checkpoint (exit 130 or 143); --resume goes on from it.
     """
-    from mtgc_cli import checkpoint, training
+    from mtgc_cli import training
 
     _use_the_cores_we_may_run_on()
     if resume is None and preset is None:
         raise UsageError("give --preset NAME for a new run or --resume RUN_DIR; valid: see `mtgc presets`")
-    plan = None
+    overrides = {"timesteps": timesteps, "seed": seed, "strategy": strategy, "sets": sets or []}
     if resume is not None:
-        if not (resume / runs.CONFIG).is_file():
-            raise UsageError(
-                f"--resume {resume}: no {runs.CONFIG} there; valid: a run folder of `mtgc train`"
-            )
-        # Another process still writing the run: one line, before anything is built or printed.
-        folder_lock.check_free(resume)
         # The run's own config, or the preset given, with any overrides: it must be the run's.
-        source = preset or str(resume / runs.CONFIG)
-        config = presets.load(source, timesteps=timesteps, seed=seed, strategy=strategy, sets=sets or [])
-        plan = checkpoint.plan_resume(resume, config, extend=timesteps is not None)
+        config = training.resume_config(resume, preset, **overrides)
     else:
         assert preset is not None
-        config = presets.load(preset, timesteps=timesteps, seed=seed, strategy=strategy, sets=sets or [])
-    # Envs and model are built (and bad input reported) before anything is printed or written.
-    # A resumed language run keeps the task vectors it was trained with (saved in its folder).
-    setup = training.prepare(config, encoding=runs.read_task_encoding(resume, config) if resume else None)
-    what = f"resuming {resume} at {plan.step:,} env steps" if plan else config.name
-    stderr.print(
-        f"[bold]mtgc train[/] {what}: {config.env.label}, {config.algo.name}, "
-        f"relabel {config.relabel.label}, {config.train.timesteps:,} steps, seed {config.train.seed}",
-        highlight=False,
-    )
+        config = presets.load(preset, **overrides)
     stop = training.StopRequest()
     view = ProgressView()
-    # Installed until the command ends: a second Ctrl-C after training returned must not cut
-    # the summary and the resume line short.
+
+    def ready(setup: training.Setup, plan: ResumePlan | None) -> AbstractContextManager[object]:
+        # Envs and model are built (and bad input reported) before anything is printed.
+        what = f"resuming {resume} at {plan.step:,} env steps" if plan else config.name
+        stderr.print(
+            f"[bold]mtgc train[/] {what}: {config.env.label}, {config.algo.name}, "
+            f"relabel {config.relabel.label}, {config.train.timesteps:,} steps, seed {config.train.seed}",
+            highlight=False,
+        )
+        return view.live()
+
+    # Installed once, until the command ends: a second Ctrl-C after training returned must not
+    # cut the summary and the resume line short.
     with stop.installed():
-        with view.live():
-            if plan is not None:
-                summary = training.resume(
-                    setup, plan, report=view.update, command=invocation(), stop=stop, warn=warn
-                )
-            else:
-                summary = training.run(setup, runs_dir, report=view.update, command=invocation(), stop=stop)
+        summary = training.start_or_resume(
+            config,
+            root=runs_dir,
+            run_dir=resume,
+            resume=resume is not None,
+            extend=timesteps is not None,
+            report=view.update,
+            command=invocation(),
+            stop=stop,
+            ready=ready,
+        )
         stdout.print(summary_table(summary))
-        if summary["status"] != "done":
+        if summary.status != "done":
             resume_line(summary)
             raise typer.Exit(stop.exit_code if stop.signum is not None else 130)
 

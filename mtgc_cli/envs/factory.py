@@ -23,30 +23,21 @@ from gymnasium.envs.registration import load_env_creator
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
 
+from mtgc_cli.config import EnvConfig
 from mtgc_cli.envs import task_encoding
 from mtgc_cli.envs.registry import register_envs, split_module
 from mtgc_cli.envs.task_encoding import TaskEncoding
-from mtgc_cli.envs.wrappers import ActionRepeat, DictObservation, SuccessInfo, TaskObservation
+from mtgc_cli.envs.wrappers import (
+    ActionRepeat,
+    DictObservation,
+    GoalDistanceInfo,
+    SuccessInfo,
+    TaskObservation,
+)
 from mtgc_cli.errors import MtgcError, UsageError
-from mtgc_cli.presets import EnvConfig
 from mtgc_cli.seeding import Stream, derive, slot_seeds
 
 TASK_KEY = "task"
-
-
-class GoalDistanceInfo(gym.Wrapper):
-    """Puts ``info["goal_distance"]`` = ||achieved_goal - desired_goal|| from the raw observation.
-
-    Evaluation reads it at an episode's end; computed here, below any normalisation, so the
-    distance is in the env's own units.
-    """
-
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        if isinstance(obs, dict) and "achieved_goal" in obs and "desired_goal" in obs:
-            diff = np.asarray(obs["achieved_goal"], dtype=np.float64) - np.asarray(obs["desired_goal"])
-            info["goal_distance"] = float(np.linalg.norm(diff))
-        return obs, reward, terminated, truncated, info
 
 
 def check_env_id(env_id: str) -> None:

@@ -10,6 +10,7 @@ only decides which steps are rendered.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterable
 from typing import Any, Protocol, SupportsFloat
@@ -18,8 +19,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.envs.registration import load_env_creator
 
+from mtgc_cli.config import EnvConfig
 from mtgc_cli.envs.registry import register_envs, split_module
-from mtgc_cli.presets import EnvConfig
 
 __all__ = ["RENDER_MODE", "FrameRecorder", "FrameSink", "NotAnImage", "frame_array", "render_problem"]
 
@@ -155,3 +156,39 @@ def frame_array(frame: Any, label: str) -> np.ndarray:
             array = array * 255.0
         array = np.clip(array, 0, 255).astype(np.uint8)
     return np.ascontiguousarray(array[:, :, :3])
+
+
+OFFSCREEN_HELP = (
+    "offscreen MuJoCo needs EGL (apt install libegl1; MUJOCO_GL=egl, mtgc's default) or OSMesa "
+    "(apt install libosmesa6; MUJOCO_GL=osmesa)"
+)
+
+
+def prefer_offscreen_gl() -> None:
+    """Render MuJoCo through EGL unless the user chose a backend (``MUJOCO_GL``).
+
+    Called wherever rendering is requested, before the first frame is rendered (gymnasium reads
+    the variable when it creates the GL context). Unset, gymnasium tries GLFW first, which needs
+    a display and, on a headless machine, fails rather than falling back to EGL.
+    """
+    os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+def _what(exc: BaseException) -> str:
+    """``Type: first line of the message`` (cut at 140 characters), for one-line reports."""
+    detail = str(exc).splitlines()[0] if str(exc) else ""
+    if len(detail) > 140:
+        detail = detail[:137] + "..."
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
+def video_failure(label: str, exc: BaseException, rendering: bool) -> str:
+    """One line: why videos of ``label`` failed and, for a render, what makes offscreen rendering work."""
+    if isinstance(exc, NotAnImage):
+        return str(exc)
+    if not rendering:
+        return f"writing a video of {label} failed ({_what(exc)})"
+    return (
+        f"rendering {label} failed with MUJOCO_GL={os.environ.get('MUJOCO_GL', 'unset')} ({_what(exc)}); "
+        f"{OFFSCREEN_HELP}"
+    )

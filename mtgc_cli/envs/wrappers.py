@@ -318,3 +318,18 @@ class ActionRepeat(gym.Wrapper, gym.utils.RecordConstructorArgs):
                 break
         info = {**info, "env_steps": steps}
         return obs, (total if self.reward == "sum" else reward), terminated, truncated, info
+
+
+class GoalDistanceInfo(gym.Wrapper):
+    """Puts ``info["goal_distance"]`` = ||achieved_goal - desired_goal|| from the raw observation.
+
+    Evaluation reads it at an episode's end; computed here, below any normalisation, so the
+    distance is in the env's own units.
+    """
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if isinstance(obs, dict) and "achieved_goal" in obs and "desired_goal" in obs:
+            diff = np.asarray(obs["achieved_goal"], dtype=np.float64) - np.asarray(obs["desired_goal"])
+            info["goal_distance"] = float(np.linalg.norm(diff))
+        return obs, reward, terminated, truncated, info

@@ -22,9 +22,8 @@ Every ``validation_every`` steps the loss on held-out episodes is logged (Tensor
 
 from __future__ import annotations
 
-import csv
 import time
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -32,144 +31,19 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, create_mlp
-from stable_baselines3.common.type_aliases import MaybeCallback, PyTorchObs, Schedule
+from stable_baselines3.common.type_aliases import MaybeCallback, PyTorchObs
 from stable_baselines3.common.vec_env import VecEnv
-from torch import nn
 
 from mtgc_cli.envs.factory import base_attr
 from mtgc_cli.errors import UsageError
 from mtgc_cli.imitation import dataset as datasets
 from mtgc_cli.imitation.batches import DemoSampler, split_episodes
+from mtgc_cli.imitation.policy import HEADS, TASK_KEY, BCPolicy, NormalizedInput
 
-HEADS = ("deterministic", "gaussian")
-TASK_KEY = "task"
-# Normalised inputs are clipped here: a feature that was (nearly) constant in the demonstrations
-# must not explode when it varies at test time.
-INPUT_CLIP = 5.0
-LOG_STD_RANGE = (-5.0, 2.0)
+__all__ = ["HEADS", "TASK_KEY", "BCPolicy", "BehaviourCloning", "NormalizedInput", "minibatch_plan"]
+
 # The validation loss is computed on at most this many held-out rows (a fixed random subset).
 MAX_VALIDATION_ROWS = 20_000
-LOSS_FILE = "bc_loss.csv"
-
-
-class NormalizedInput(BaseFeaturesExtractor):
-    """Flatten the observation (Dict keys in order) and standardise it with the dataset's statistics.
-
-    The mean and scale are buffers, so they are saved and loaded with the policy's weights. The task
-    one-hot is left as it is (mean 0, scale 1): a rare task's one-hot must not be scaled up.
-    """
-
-    def __init__(self, observation_space: spaces.Space) -> None:
-        if isinstance(observation_space, spaces.Dict):
-            self.keys: list[str] | None = list(observation_space.spaces)
-            sizes = [int(np.prod(space.shape)) for space in observation_space.spaces.values()]  # type: ignore[arg-type]
-        else:
-            self.keys = None
-            sizes = [int(np.prod(observation_space.shape))]  # type: ignore[arg-type]
-        super().__init__(observation_space, features_dim=int(sum(sizes)))
-        self.register_buffer("mean", th.zeros(self.features_dim))
-        self.register_buffer("scale", th.ones(self.features_dim))
-
-    def flatten(self, observations: PyTorchObs) -> th.Tensor:
-        if self.keys is None:
-            assert isinstance(observations, th.Tensor)
-            return observations.flatten(1)
-        assert isinstance(observations, dict)
-        return th.cat([observations[key].flatten(1) for key in self.keys], dim=1)
-
-    def set_statistics(self, observations: dict[str, np.ndarray]) -> None:
-        """Mean and scale from (N, ...) training observations; the task one-hot is not scaled."""
-        keys = self.keys or ["observation"]
-        parts, fixed = [], []
-        for key in keys:
-            flat = observations[key].reshape(len(observations[key]), -1)
-            parts.append(flat)
-            fixed.append(np.full(flat.shape[1], key == TASK_KEY))
-        data, keep = np.concatenate(parts, axis=1), np.concatenate(fixed)
-        mean = np.where(keep, 0.0, data.mean(axis=0))
-        # A floor on the scale: a constant feature is centred, not blown up.
-        scale = np.where(keep, 1.0, np.maximum(data.std(axis=0), 1e-2))
-        self.mean.copy_(th.as_tensor(mean, dtype=th.float32))
-        self.scale.copy_(th.as_tensor(scale, dtype=th.float32))
-
-    def forward(self, observations: PyTorchObs) -> th.Tensor:
-        normalised = (self.flatten(observations) - self.mean) / self.scale
-        return normalised.clamp(-INPUT_CLIP, INPUT_CLIP)
-
-
-class BCPolicy(BasePolicy):
-    """An MLP from the normalised observation to actions in [-1, 1] (the action space rescaled).
-
-    ``deterministic``: ``tanh`` of the output, trained on the squared error. ``gaussian``: a mean and
-    a state-dependent log standard deviation, trained on ``-log pi``; it acts with its mean (clipped
-    to [-1, 1]) when deterministic, as evaluation asks.
-    """
-
-    features_extractor: NormalizedInput
-
-    def __init__(
-        self,
-        observation_space: spaces.Space,
-        action_space: spaces.Box,
-        lr_schedule: Schedule,
-        head: str = "deterministic",
-        net_arch: list[int] | None = None,
-        activation_fn: type[nn.Module] = nn.ReLU,
-        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
-        optimizer_kwargs: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(
-            observation_space,
-            action_space,
-            features_extractor_class=NormalizedInput,  # type: ignore[arg-type]
-            optimizer_class=optimizer_class,
-            optimizer_kwargs=optimizer_kwargs,
-            squash_output=True,  # predict() maps [-1, 1] back to the action space's bounds
-            normalize_images=False,
-        )
-        if head not in HEADS:
-            raise ValueError(f"head '{head}' is not one of {', '.join(HEADS)}")
-        self.head = head
-        self.net_arch = [256, 256] if net_arch is None else list(net_arch)
-        self.activation_fn = activation_fn
-        self.features_extractor = self.make_features_extractor()  # type: ignore[assignment]
-        action_dim = int(np.prod(action_space.shape))
-        self.body = nn.Sequential(
-            *create_mlp(self.features_extractor.features_dim, -1, self.net_arch, activation_fn)
-        )
-        width = self.net_arch[-1] if self.net_arch else self.features_extractor.features_dim
-        self.action_mean = nn.Linear(width, action_dim)
-        self.log_std = nn.Linear(width, action_dim) if head == "gaussian" else None
-        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
-
-    def _get_constructor_parameters(self) -> dict[str, Any]:
-        data = super()._get_constructor_parameters()
-        data.update(head=self.head, net_arch=self.net_arch, activation_fn=self.activation_fn)
-        return data
-
-    def _outputs(self, obs: PyTorchObs) -> tuple[th.Tensor, th.Tensor | None]:
-        latent = self.body(self.extract_features(obs, self.features_extractor))
-        mean = self.action_mean(latent)
-        if self.log_std is None:
-            return th.tanh(mean), None
-        return mean, self.log_std(latent).clamp(*LOG_STD_RANGE)
-
-    def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
-        mean, log_std = self._outputs(observation)
-        if log_std is None or deterministic:
-            return mean.clamp(-1.0, 1.0)
-        return (mean + log_std.exp() * th.randn_like(mean)).clamp(-1.0, 1.0)
-
-    def loss(self, obs: PyTorchObs, actions: th.Tensor) -> th.Tensor:
-        """Mean over the batch of the squared error or of ``-log pi(a | s)`` (actions in [-1, 1])."""
-        mean, log_std = self._outputs(obs)
-        if log_std is None:
-            return (mean - actions).pow(2).sum(dim=1).mean()
-        return -th.distributions.Normal(mean, log_std.exp()).log_prob(actions).sum(dim=1).mean()
-
-    def forward(self, obs: PyTorchObs, deterministic: bool = False) -> th.Tensor:
-        return self._predict(obs, deterministic)
 
 
 def minibatch_plan(replay_buffer_kwargs: dict[str, Any] | None) -> tuple[str, str, float]:
@@ -245,6 +119,8 @@ class BehaviourCloning(BaseAlgorithm):
         self._n_updates = 0
         self._sampler: DemoSampler | None = None
         self._validation: tuple[PyTorchObs, th.Tensor] | None = None
+        # Where each loss row goes (the training loop sets it: bc_loss.csv in the run folder).
+        self.loss_log: Callable[[list[Any]], None] | None = None
         if _init_setup_model:
             self._setup_model()
             self._load_demonstrations()
@@ -256,7 +132,7 @@ class BehaviourCloning(BaseAlgorithm):
 
     def _excluded_save_params(self) -> list[str]:
         # The demonstrations stay in the dataset; the saved model holds the policy only.
-        return [*super()._excluded_save_params(), "_sampler", "_validation"]
+        return [*super()._excluded_save_params(), "_sampler", "_validation", "loss_log"]
 
     def _setup_model(self) -> None:
         self._setup_lr_schedule()
@@ -370,12 +246,11 @@ class BehaviourCloning(BaseAlgorithm):
         callback.on_training_start(locals(), globals())
         losses: list[float] = []
         start = time.perf_counter()
-        loss_file = self._loss_file()
         while self.num_timesteps < total_timesteps:
             losses.append(self.train_step())
             self.num_timesteps += 1
             if self.num_timesteps % self.validation_every == 0 or self.num_timesteps == total_timesteps:
-                self._record_losses(float(np.mean(losses)), loss_file, time.perf_counter() - start)
+                self._record_losses(float(np.mean(losses)), time.perf_counter() - start)
                 losses.clear()
             # A rollout step's locals, with no transition in them: one "step" is a gradient step.
             callback.update_locals({"dones": np.zeros(1, dtype=bool), "infos": [{}]})
@@ -384,28 +259,12 @@ class BehaviourCloning(BaseAlgorithm):
         callback.on_training_end()
         return self
 
-    def _loss_file(self) -> Path | None:
-        """``bc_loss.csv`` in the run folder: beside the ``tb`` folder that mtgc's logger writes to."""
-        folder = self.logger.get_dir() if self._custom_logger else None
-        if folder is None:
-            return None
-        path = Path(folder).parent / LOSS_FILE
-        if not path.exists():
-            with path.open("w", newline="") as f:
-                csv.writer(f).writerow(["gradient_steps", "train_loss", "validation_loss", "seconds"])
-        return path
-
-    def _record_losses(self, train_loss: float, loss_file: Path | None, seconds: float) -> None:
+    def _record_losses(self, train_loss: float, seconds: float) -> None:
         validation = self.validation_loss()
         self.logger.record("bc/train_loss", train_loss)
         if validation is not None:
             self.logger.record("bc/validation_loss", validation)
         self.logger.dump(self.num_timesteps)
-        if loss_file is not None:
-            with loss_file.open("a", newline="") as f:
-                row = [
-                    self.num_timesteps,
-                    round(train_loss, 5),
-                    "" if validation is None else round(validation, 5),
-                ]
-                csv.writer(f).writerow([*row, round(seconds, 2)])
+        if self.loss_log is not None:
+            validation_cell = "" if validation is None else round(validation, 5)
+            self.loss_log([self.num_timesteps, round(train_loss, 5), validation_cell, round(seconds, 2)])

@@ -21,11 +21,11 @@ from gymnasium import spaces
 from gymnasium.envs.registration import EnvSpec
 from stable_baselines3.common.vec_env import VecNormalize
 
+from mtgc_cli.config import EnvConfig, RunConfig
 from mtgc_cli.envs.factory import make_env
 from mtgc_cli.errors import RunFailed, UsageError, excerpt
 from mtgc_cli.imitation.dataset import EpisodeRecord
 from mtgc_cli.imitation.experts import make_expert
-from mtgc_cli.presets import EnvConfig, RunConfig
 from mtgc_cli.seeding import Stream, derive
 
 Policy = Callable[[dict[str, Any]], np.ndarray]

@@ -7,9 +7,9 @@ from typing import Any
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv
 
+from mtgc_cli.config import RunConfig
 from mtgc_cli.envs.factory import TASK_KEY, base_attr
 from mtgc_cli.errors import UsageError
-from mtgc_cli.presets import RunConfig
 from mtgc_cli.relabel.her_buffer import GoalReplayBuffer
 from mtgc_cli.relabel.multitask_buffer import BatchPlan, MultiTaskReplayBuffer
 

@@ -35,7 +35,6 @@ dynamics, ``task_achieved_goal(task (B,), observation (B, D)) -> (B, G)``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -46,72 +45,9 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 
 from mtgc_cli.envs.task_encoding import nearest_task
+from mtgc_cli.relabel.sampling import BatchPlan, choose_rows, draw, stratified_shares, trajectory_returns
 
 GoalStrategy = Literal["none", "final", "future", "episode"]
-
-
-@dataclass(frozen=True)
-class BatchPlan:
-    """Which stored transitions a minibatch holds and how each row is relabeled; every array (B,)."""
-
-    index: np.ndarray
-    """Buffer position of each row's transition."""
-    env: np.ndarray
-    """Env slot of each row's transition."""
-    source_task: np.ndarray
-    """The task the transition was collected under."""
-    task: np.ndarray
-    """The task the row trains; it differs from ``source_task`` where relabeled across tasks."""
-    goal_from: np.ndarray
-    """Buffer position whose achieved goal, under ``task``, is the row's goal; -1 keeps the stored goal."""
-
-
-def _draw(candidates: np.ndarray, size: int, repeats: int) -> np.ndarray:
-    """``size`` entries of ``candidates`` in random order, each at most ``repeats`` times.
-
-    Needs ``size <= repeats * len(candidates)``. Costs O(size) for a small draw from a large buffer
-    (a full permutation would cost O(buffer) at every gradient step).
-    """
-    if size == 0:
-        return candidates[:0]
-    if repeats > 1 or 4 * size > len(candidates):
-        return np.random.permutation(np.repeat(candidates, repeats))[:size]
-    picked = np.unique(np.random.randint(len(candidates), size=size))
-    while len(picked) < size:
-        more = np.random.randint(len(candidates), size=size - len(picked))
-        picked = np.unique(np.concatenate([picked, more]))
-    return candidates[np.random.permutation(picked)]
-
-
-def stratified_shares(batch_size: int, caps: np.ndarray) -> np.ndarray:
-    """Rows per task: equal shares of ``batch_size``, each at most its cap, the rest to the others.
-
-    Args:
-        batch_size: rows to hand out; needs ``caps.sum() >= batch_size``.
-        caps: (n_tasks,) the most rows each task may take (0 for a task without data).
-
-    Returns:
-        (n_tasks,) int counts summing to ``batch_size``; tasks that reach no cap differ by at most
-        one row, the extra rows going to randomly chosen tasks.
-    """
-    counts = np.zeros(len(caps), dtype=np.int64)
-    open_ = caps > 0
-    left = batch_size
-    while left > 0 and open_.any():
-        share = left // int(open_.sum())
-        capped = open_ & (caps <= share)
-        if capped.any():
-            # These tasks cannot take an equal share: give them all they have and split the rest
-            # again among the others, whose equal share grows.
-            counts[capped] = caps[capped]
-            left -= int(caps[capped].sum())
-            open_ &= ~capped
-            continue
-        counts[open_] = share
-        extra = left - share * int(open_.sum())
-        counts[np.random.choice(np.flatnonzero(open_), extra, replace=False)] += 1
-        break
-    return counts
 
 
 class MultiTaskReplayBuffer(HerReplayBuffer):
@@ -275,9 +211,9 @@ class MultiTaskReplayBuffer(HerReplayBuffer):
             chosen = np.random.choice(valid, size=batch_size, replace=True)
             index, env = np.unravel_index(chosen, is_valid.shape)
             source = self.tasks[index, env]
-            goal_from = self._goal_sources(index, env, self._choose_rows(batch_size, self.her_ratio))
+            goal_from = self._goal_sources(index, env, choose_rows(batch_size, self.her_ratio))
             task = source.copy()
-            shared = self._choose_rows(batch_size, self.task_fraction)
+            shared = choose_rows(batch_size, self.task_fraction)
             if shared.any():
                 task[shared] = self._new_tasks(index[shared], env[shared], source[shared], goal_from[shared])
             return BatchPlan(index, env, source, task, goal_from)
@@ -296,23 +232,23 @@ class MultiTaskReplayBuffer(HerReplayBuffer):
         parts: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []  # (flat index, task, goal_from)
         if self.task_relabel == "random":
             for task in np.flatnonzero(wanted):
-                flat = _draw(valid[valid_tasks != task], int(wanted[task]), repeats)
+                flat = draw(valid[valid_tasks != task], int(wanted[task]), repeats)
                 parts.append((flat, np.full(len(flat), task), None))
                 own[task] -= len(flat)
         elif self.task_relabel == "best" and wanted.sum() > 0:
             # Candidates from all the data; each goes to the task its trajectory scores best on,
             # and is used only where that is another task with room left in its share.
-            pool = _draw(valid, int(wanted.sum()), repeats)
+            pool = draw(valid, int(wanted.sum()), repeats)
             index, env = np.unravel_index(pool, self.tasks.shape)
             source = self.tasks[index, env]
-            goal_from = self._goal_sources(index, env, self._choose_rows(len(pool), self.her_ratio))
+            goal_from = self._goal_sources(index, env, choose_rows(len(pool), self.her_ratio))
             best = self._new_tasks(index, env, source, goal_from)
             for task in np.flatnonzero(wanted):
                 rows = np.flatnonzero((best == task) & (source != task))[: wanted[task]]
                 parts.append((pool[rows], np.full(len(rows), task), goal_from[rows]))
                 own[task] -= len(rows)
         for task in np.flatnonzero(own):
-            flat = _draw(valid[valid_tasks == task], int(own[task]), repeats)
+            flat = draw(valid[valid_tasks == task], int(own[task]), repeats)
             parts.append((flat, np.full(len(flat), task), None))
 
         flat = np.concatenate([part[0] for part in parts])
@@ -322,7 +258,7 @@ class MultiTaskReplayBuffer(HerReplayBuffer):
         undecided = np.concatenate([np.full(len(p[0]), p[2] is None) for p in parts])
         goal_from = np.concatenate([np.full(len(p[0]), -1) if p[2] is None else p[2] for p in parts])
         her = np.zeros(len(flat), dtype=bool)
-        her[undecided] = self._choose_rows(int(undecided.sum()), self.her_ratio)
+        her[undecided] = choose_rows(int(undecided.sum()), self.her_ratio)
         goal_from[her] = self._goal_sources(index[her], env[her], np.ones(int(her.sum()), dtype=bool))
         return BatchPlan(index, env, self.tasks[index, env], task, goal_from)
 
@@ -370,13 +306,6 @@ class MultiTaskReplayBuffer(HerReplayBuffer):
             rewards=self.to_torch(self._normalize_reward(rewards.reshape(-1, 1), env)),
         )
 
-    @staticmethod
-    def _choose_rows(batch_size: int, fraction: float) -> np.ndarray:
-        """A mask with exactly ``int(fraction * batch_size)`` rows set, at random positions."""
-        mask = np.zeros(batch_size, dtype=bool)
-        mask[np.random.permutation(batch_size)[: int(fraction * batch_size)]] = True
-        return mask
-
     def _goal_sources(self, index: np.ndarray, env: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """HER: for each row in the mask ``rows``, a position of the same episode (-1 elsewhere)."""
         goal_from = np.full(len(index), -1, dtype=np.int64)
@@ -421,40 +350,11 @@ class MultiTaskReplayBuffer(HerReplayBuffer):
         return scores
 
     def _trajectory_returns(self, index: np.ndarray, env: np.ndarray, goals: np.ndarray | None) -> np.ndarray:
-        """(R, n_tasks) return of each row's whole episode under every task.
-
-        Args:
-            index, env: (R,) a position of each episode.
-            goals: (n_tasks, R, G) the desired goal per task and row, or None for the stored goals.
-
-        Task j's return sums j's rewards up to and including j's first termination: under j the
-        episode would have ended there.
-        """
-        start, length = self.ep_start[index, env], self.ep_length[index, env]
-        steps = np.arange(length.max())
-        positions = (start[:, None] + steps) % self.buffer_size  # (R, L)
-        in_episode = steps < length[:, None]
-        n_rows, n_steps = positions.shape
-        rows = self.n_tasks * n_rows * n_steps
-        # Every task sees the same states: (n_tasks, R, L, ...) flattened to rows for one env call.
-        next_obs = {
-            key: np.broadcast_to(
-                value[positions, env[:, None]], (self.n_tasks, n_rows, n_steps, *shape)
-            ).reshape(rows, *shape)
-            for key, value in self.next_observations.items()
-            if key != self.task_key
-            for shape in [value.shape[2:]]
-        }
-        if goals is not None:
-            goal_dim = goals.shape[-1]
-            next_obs["desired_goal"] = np.broadcast_to(
-                goals[:, :, None, :], (self.n_tasks, n_rows, n_steps, goal_dim)
-            ).reshape(rows, goal_dim)
-        tasks = np.repeat(np.arange(self.n_tasks), n_rows * n_steps)
-        rewards = self._task_rewards(tasks, next_obs).reshape(self.n_tasks, n_rows, n_steps)
-        terminated = self._task_terminated(tasks, next_obs).reshape(self.n_tasks, n_rows, n_steps)
-        counted = in_episode & (np.cumsum(terminated, axis=2) - terminated == 0)
-        return (rewards * counted).sum(axis=2).T
+        """(R, n_tasks) return of each row's whole episode under every task (:func:`trajectory_returns`)."""
+        episodes = (self.ep_start, self.ep_length, self.next_observations, self.task_key, self.buffer_size)
+        return trajectory_returns(
+            *episodes, self.n_tasks, index, env, goals, self._task_rewards, self._task_terminated
+        )
 
     # ------------------------------------------------------------------------------------------
     # The env's task functions

@@ -14,11 +14,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from mtgc_cli.config import EnvConfig
 from mtgc_cli.envs.task_encoding import nearest_task
 from mtgc_cli.errors import UsageError
 from mtgc_cli.imitation.experts import fetch
 from mtgc_cli.imitation.experts.point import PointTasksExpert
-from mtgc_cli.presets import EnvConfig
 
 Expert = Callable[[dict[str, Any]], np.ndarray]
 

@@ -1,11 +1,10 @@
-"""Terminal output: Rich progress on stderr, result tables on stdout."""
+"""Terminal output, the only place that prints: Rich progress on stderr, result tables on stdout."""
 
 from __future__ import annotations
 
 import shlex
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,24 +14,14 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from mtgc_cli.notices import Snapshot
+
 if TYPE_CHECKING:
     from mtgc_cli.evaluation import EvalResult
+    from mtgc_cli.runs import RunSummary
 
 stdout = Console()
 stderr = Console(stderr=True)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """Where one run stands; sent from the training loop (or a worker process) to the display."""
-
-    run: str
-    steps: int
-    total: int
-    fps: float = 0.0
-    train_success: float | None = None
-    eval_success: float | None = None
-    status: str = "running"  # running | done | failed | skipped
 
 
 def _fmt(value: float | None) -> str:
@@ -79,41 +68,58 @@ class ProgressView:
             yield self
 
 
-def summary_table(summary: dict[str, Any]) -> Table:
-    table = Table(title=f"run {summary['run_dir']}")
+class CompareView:
+    """A compare's :class:`~mtgc_cli.compare.run.Display`: its header line and live view on stderr,
+    and a line for each failed cell."""
+
+    def __init__(self) -> None:
+        self.view = ProgressView()
+
+    def begin(
+        self, preset: str, strategies: list[str], n_seeds: int, n_runs: int, where: str, folder: Path
+    ) -> AbstractContextManager[Any]:
+        stderr.print(
+            f"[bold]mtgc compare[/] {preset}: {', '.join(strategies)} x {n_seeds} seeds, "
+            f"{n_runs} runs, {where} -> {folder}"
+        )
+        return self.view.live()
+
+    def update(self, snapshot: Snapshot) -> None:
+        self.view.update(snapshot)
+
+    def failed(self, failure: str) -> None:
+        stderr.print(f"failed: {failure}")
+
+
+def summary_table(summary: RunSummary) -> Table:
+    table = Table(title=f"run {summary.run_dir}")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    if summary["status"] != "done":
-        table.add_row("status", f"{summary['status']} (whole checkpoint saved at this step)")
-    table.add_row("env steps", f"{summary['steps']:,}")
-    table.add_row("wall seconds", f"{summary['seconds']:.0f}")
-    table.add_row("final eval success", _fmt(summary["final_eval_success"]))
-    episodes = summary.get("best_eval_episodes")
+    if summary.status != "done":
+        table.add_row("status", f"{summary.status} (whole checkpoint saved at this step)")
+    table.add_row("env steps", f"{summary.steps:,}")
+    table.add_row("wall seconds", f"{summary.seconds:.0f}")
+    table.add_row("final eval success", _fmt(summary.final_eval_success))
+    episodes = summary.best_eval_episodes
     # The best model's score is its re-evaluation on fresh episodes, not the eval that proposed it.
     again = f", re-evaluated on {episodes} episodes" if episodes else ""
     table.add_row(
         "best model",
-        f"{_fmt(summary['best_eval_success'])} at {summary['best_eval_step']:,} steps{again}",
+        f"{_fmt(summary.best_eval_success)} at {summary.best_eval_step:,} steps{again}",
     )
-    for task, success in (summary.get("final_task_success") or {}).items():
+    for task, success in (summary.final_task_success or {}).items():
         table.add_row(f"  {task}", _fmt(success))
     return table
 
 
-def warn(message: str) -> None:
-    """One line on stderr: ``mtgc: warning: <message>``."""
-    # typer's echo, not Rich: Rich would wrap a long line (the form of the one-line errors).
-    typer.echo(f"mtgc: warning: {message}", err=True)
-
-
-def resume_line(summary: dict[str, Any]) -> None:
+def resume_line(summary: RunSummary) -> None:
     """The one line a stopped run ends with: why it stopped, what was saved, how to go on."""
-    saved = summary.get("checkpoint") or {}
+    saved = summary.checkpoint or {}
     cost = f" ({saved['megabytes']:.1f} MB, {saved['seconds']:.2f} s)" if saved else ""
     typer.echo(
-        f"mtgc: stopped by {summary.get('stopped_by') or 'an interrupt'} at {summary['steps']:,} env steps; "
+        f"mtgc: stopped by {summary.stopped_by or 'an interrupt'} at {summary.steps:,} env steps; "
         f"checkpoint {Path(saved.get('path', '?')).name} saved{cost}; "
-        f"resume: mtgc train --resume {shlex.quote(summary['run_dir'])}",
+        f"resume: mtgc train --resume {shlex.quote(summary.run_dir)}",
         err=True,
     )
 
