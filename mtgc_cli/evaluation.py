@@ -24,6 +24,7 @@ from mtgc_cli.envs.factory import make_vec_env, normalize
 from mtgc_cli.envs.task_encoding import Rewording, TaskEncoding, rewordings
 from mtgc_cli.envs.wrappers import MissingSuccessKey
 from mtgc_cli.errors import UsageError
+from mtgc_cli.portable import clipped_policy_kwargs
 from mtgc_cli.runs import SavedRun, open_run, read_task_encoding
 from mtgc_cli.seeding import Stream
 
@@ -289,7 +290,16 @@ def load_for_eval(
     )
     try:
         # HER-style buffers need the env at load time; a 1-slot buffer, since eval never trains.
-        model = algo_class(config.algo.name).load(saved.model, env=env, device="cpu", buffer_size=1)
+        # model.zip names SB3's classes only (portable.py); mtgc's input clip goes back in here.
+        own_extractor = "features_extractor_class" in (config.algo.kwargs.get("policy_kwargs") or {})
+        clip = config.env.normalize_clip if config.env.normalize and not own_extractor else None
+        model = algo_class(config.algo.name).load(
+            saved.model,
+            env=env,
+            device="cpu",
+            buffer_size=1,
+            custom_objects=clipped_policy_kwargs(saved.model, clip),
+        )
     except Exception as exc:
         env.close()
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

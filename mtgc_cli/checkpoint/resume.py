@@ -24,6 +24,7 @@ from mtgc_cli.checkpoint.rng import set_random_states
 from mtgc_cli.checkpoint.store import BUFFER, CONFIG, MODEL, STATE, STATS, Checkpoint, Damaged, scan
 from mtgc_cli.config import RunConfig
 from mtgc_cli.errors import RunFailed, UsageError, excerpt
+from mtgc_cli.portable import mtgc_objects
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -153,7 +154,9 @@ def _load(
     """The model (replay buffer included) and mtgc's state of one checkpoint; changes nothing else."""
     path = checkpoint.path
     with _quiet():
-        model = model_class(config.algo).load(path / MODEL, env=env, device=template.device)
+        model = model_class(config.algo).load(
+            path / MODEL, env=env, device=template.device, custom_objects=mtgc_objects(template)
+        )
         if (path / BUFFER).is_file():
             assert isinstance(model, OffPolicyAlgorithm)
             # SB3's own load: it gives HER buffers their env back and closes the episode that

@@ -23,6 +23,7 @@ from mtgc_cli.checkpoint.buffers import save_buffer
 from mtgc_cli.checkpoint.rng import random_states
 from mtgc_cli.config import RunConfig
 from mtgc_cli.errors import RunFailed
+from mtgc_cli.portable import save_portable
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -92,7 +93,7 @@ def write(
         folder.mkdir(exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        write_file(tmp / MODEL, model.save)  # type: ignore[arg-type]
+        write_file(tmp / MODEL, save_portable(model))
         vec_normalize = model.get_vec_normalize_env()
         if vec_normalize is not None:
             vec_normalize.save(str(tmp / STATS))

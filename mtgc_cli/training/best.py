@@ -12,11 +12,12 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from mtgc_cli import runs
 from mtgc_cli.checkpoint import write_atomic
 from mtgc_cli.evaluation import EvalResult
+from mtgc_cli.portable import save_portable
 
 
 def save_model(model: BaseAlgorithm, model_path: Path) -> None:
     """``model_path`` and its statistics, each replaced atomically: a stop mid-write keeps the old."""
-    write_atomic(model_path, model.save)  # type: ignore[arg-type]
+    write_atomic(model_path, save_portable(model))
     vec_normalize = model.get_vec_normalize_env()
     if vec_normalize is not None:
         # What VecNormalize.save writes, into the temporary file.
