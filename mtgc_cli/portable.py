@@ -13,13 +13,14 @@ its classes back with ``custom_objects`` (:func:`mtgc_objects`).
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.save_util import load_from_zip_file
+from stable_baselines3.common.save_util import json_to_data
 from stable_baselines3.common.torch_layers import CombinedExtractor, FlattenExtractor
 
 from mtgc_cli.features import ClippedCombinedExtractor, ClippedFlattenExtractor
@@ -82,10 +83,13 @@ def mtgc_objects(template: BaseAlgorithm) -> dict[str, Any]:
 def clipped_policy_kwargs(path: Path, clip: float | None) -> dict[str, Any]:
     """``custom_objects`` for loading ``path`` to act as mtgc trained it: the saved policy
     kwargs with mtgc's clipping extractor back (when ``clip`` is set: normalised observations)."""
-    data, _, _ = load_from_zip_file(
-        path, custom_objects={"replay_buffer_class": None, "replay_buffer_kwargs": {}}
-    )
-    kwargs = dict((data or {}).get("policy_kwargs") or {})
+    # Only the zip's "data" entry: the parameters are read once, by the load this prepares.
+    with zipfile.ZipFile(path) as archive:
+        data = json_to_data(
+            archive.read("data").decode(),
+            custom_objects={"replay_buffer_class": None, "replay_buffer_kwargs": {}},
+        )
+    kwargs = dict(data.get("policy_kwargs") or {})
     extractor = kwargs.get("features_extractor_class")
     if clip is not None and extractor in _MTGC_EXTRACTOR:
         kwargs["features_extractor_class"] = _MTGC_EXTRACTOR[extractor]
